@@ -1,0 +1,62 @@
+"""The FastAPI application: routes, the database, and the embedded worker wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import crud
+from api.context import AppContext
+from api.db import Database
+from api.errors import install_error_handlers
+from api.routes import accounts, budget, datasets, jobs, review
+from api.settings import Settings, load_settings
+from api.store import SqlJobStore
+from runner.docker_sandbox import DockerSandbox
+from runner.embedded import EmbeddedWorker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+        sandbox = DockerSandbox(settings.node, settings.limits, settings.runner_image)
+        reaped = sandbox.reap()
+        if reaped:
+            log.warning("removed %d orphaned sandbox container(s)", reaped)
+        worker = EmbeddedWorker(SqlJobStore(db, settings.jobs_dir), sandbox, settings.slots)
+        with db.transaction() as session:
+            pending = crud.recover_interrupted(session)
+        app.state.context = AppContext(settings, db, worker, sandbox.image_problem)
+        worker.start(pending)
+        try:
+            yield
+        finally:
+            worker.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="unseen",
+        version="0.1.0",
+        summary="Use-but-not-see compute on sensitive open data: only DP outputs come back.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (accounts, datasets, jobs, review, budget):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

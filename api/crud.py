@@ -1,0 +1,190 @@
+"""Persistence operations. Each function runs inside the caller's transaction; the budget
+operations are single conditional UPDATEs, so concurrent requests can never overspend."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.auth import hash_token, new_token
+from api.errors import ApiError, not_found
+from api.models import AuditEvent, Budget, Dataset, Job, Team, User
+from privacy.budget import remaining_units, to_epsilon
+from runner.tasks import ErrorClass, JobState
+
+
+def audit(session: Session, actor: User | None, action: str, **detail: object) -> None:
+    session.add(AuditEvent(actor=actor.name if actor else None, action=action, detail=detail))
+
+
+def create_user(
+    session: Session, name: str, role: str, team: Team | None, actor: User | None
+) -> tuple[User, str]:
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise ApiError(409, "user_exists", f"a user named {name!r} exists; pick another name")
+    token = new_token()
+    user = User(
+        name=name, role=role, team_id=team.id if team else None, token_hash=hash_token(token)
+    )
+    session.add(user)
+    session.flush()
+    audit(session, actor, "user.created", user=name, role=role, team=team.name if team else None)
+    return user, token
+
+
+def _open_budget(session: Session, team: Team, dataset: Dataset) -> None:
+    """Every (team, dataset) pair gets its ledger up front, so reservations never race an INSERT."""
+    session.add(Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units))
+
+
+def create_team(session: Session, name: str, actor: User) -> Team:
+    if session.scalar(select(Team).where(Team.name == name)) is not None:
+        raise ApiError(409, "team_exists", f"a team named {name!r} exists; pick another name")
+    team = Team(name=name)
+    session.add(team)
+    session.flush()
+    for dataset in session.scalars(select(Dataset)):
+        session.add(
+            Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units)
+        )
+    audit(session, actor, "team.created", team=name)
+    return team
+
+
+def get_team(session: Session, team_id: str) -> Team:
+    team = session.get(Team, team_id) or session.scalar(select(Team).where(Team.name == team_id))
+    if team is None:
+        raise not_found("team", team_id, "list teams with GET /v1/teams")
+    return team
+
+
+def dataset_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Dataset.name).order_by(Dataset.name)))
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        known = ", ".join(dataset_names(session)) or "none registered yet"
+        raise not_found("dataset", name, f"known datasets: {known}")
+    return dataset
+
+
+def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
+    session.add(dataset)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ApiError(
+            409, "dataset_exists", f"dataset {dataset.name!r} is already registered"
+        ) from exc
+    for team in session.scalars(select(Team)):
+        session.add(
+            Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units)
+        )
+    audit(session, actor, "dataset.registered", dataset=dataset.name, blocks=dataset.blocks)
+
+
+def budget_row(session: Session, team_id: str, dataset_id: str) -> Budget:
+    budget = session.scalar(
+        select(Budget).where(Budget.team_id == team_id, Budget.dataset_id == dataset_id)
+    )
+    if budget is None:  # cannot happen: rows are made with teams and datasets
+        raise ApiError(500, "budget_missing", "no budget row; ask the organizer to set a cap")
+    return budget
+
+
+def reserve_budget(session: Session, team: Team, dataset: Dataset, units: int) -> None:
+    """Reserve atomically: one UPDATE whose WHERE re-checks the remaining budget."""
+    reserved = session.execute(
+        update(Budget)
+        .where(
+            Budget.team_id == team.id,
+            Budget.dataset_id == dataset.id,
+            Budget.cap_units - Budget.spent_units - Budget.reserved_units >= units,
+        )
+        .values(reserved_units=Budget.reserved_units + units)
+        .execution_options(synchronize_session=False)
+    )
+    if reserved.rowcount != 1:
+        budget = budget_row(session, team.id, dataset.id)
+        left = to_epsilon(
+            remaining_units(budget.cap_units, budget.spent_units, budget.reserved_units)
+        )
+        raise ApiError(
+            409,
+            "budget_exceeded",
+            f"this job needs ε={to_epsilon(units):g} but team {team.name!r} has ε={left:g} left "
+            f"on {dataset.name!r}; lower epsilon or ask the organizer to raise the cap",
+            remaining=left,
+        )
+
+
+def commit_budget(session: Session, job: Job) -> None:
+    """Reserved → spent, for a job whose noise was drawn."""
+    session.execute(
+        update(Budget)
+        .where(Budget.team_id == job.team_id, Budget.dataset_id == job.dataset_id)
+        .values(
+            reserved_units=Budget.reserved_units - job.charge_units,
+            spent_units=Budget.spent_units + job.charge_units,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def return_budget(session: Session, job: Job) -> None:
+    """Drop the reservation of a job that drew no noise."""
+    session.execute(
+        update(Budget)
+        .where(Budget.team_id == job.team_id, Budget.dataset_id == job.dataset_id)
+        .values(reserved_units=Budget.reserved_units - job.charge_units)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def transition(session: Session, job_id: str, source: set[JobState], **values: object) -> bool:
+    """Compare-and-set on the job's state: True if this caller won the transition."""
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_([state.value for state in source]))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return moved.rowcount == 1
+
+
+def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, noise_drawn: bool) -> bool:
+    """running|queued → failed; the reservation is spent if noise was drawn, else returned."""
+    moved = transition(
+        session,
+        job.id,
+        {JobState.QUEUED, JobState.RUNNING},
+        state=JobState.FAILED.value,
+        error_class=error.value,
+        error_detail=detail[-4000:],
+        noise_drawn=noise_drawn,
+    )
+    if moved:
+        (commit_budget if noise_drawn else return_budget)(session, job)
+        audit(
+            session,
+            None,
+            "budget.charged" if noise_drawn else "budget.returned",
+            job=job.id,
+            epsilon=to_epsilon(job.charge_units),
+        )
+        audit(session, None, "job.failed", job=job.id, error=error.value)
+    return moved
+
+
+def recover_interrupted(session: Session) -> list[str]:
+    """At start-up: fail jobs a previous process left running (budget returned: no release was
+    stored, so no noise was seen) and return the ids of queued jobs to run again."""
+    for job in session.scalars(select(Job).where(Job.state == JobState.RUNNING.value)):
+        fail_job(
+            session, job, ErrorClass.INTERRUPTED, "the server stopped while this job ran", False
+        )
+    queued = select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at)
+    return list(session.scalars(queued))

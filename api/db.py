@@ -1,0 +1,65 @@
+"""Database engine and sessions: SQLite by default (WAL, busy timeout), any SQLAlchemy URL works.
+
+SQLite note: pysqlite's own transaction handling is switched off and every *write* transaction
+starts with ``BEGIN IMMEDIATE``, so read-check-write sequences (budget reservations) take the
+write lock up front instead of failing or interleaving. Reads use a plain ``BEGIN`` on a second
+engine so status polls never queue behind writers under WAL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.models import Base
+
+
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """Session factories: ``transaction()`` for writes, ``read()`` for queries."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite"):
+            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
+            self._read_engine = _sqlite_engine(url, "BEGIN")
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+            self._read_engine = self.engine
+        Base.metadata.create_all(self.engine)
+        self._writes = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reads.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self._read_engine.dispose()

@@ -1,0 +1,123 @@
+"""ORM tables. Budgets are integers of micro-ε (``privacy.budget``): the ledger never drifts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # organizer | contestant
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    unit_column: Mapped[str] = mapped_column(String(128))
+    columns: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> type
+    bounds: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> [lo, hi]
+    key_sets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> [values]
+    blocks: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(BigInteger)  # organizer-only: exact size is private
+    units: Mapped[int] = mapped_column(BigInteger)
+    directory: Mapped[str] = mapped_column(Text)
+    sample_path: Mapped[str] = mapped_column(Text)
+    sample_rows: Mapped[int] = mapped_column(Integer)
+    team_cap_units: Mapped[int] = mapped_column(BigInteger)
+    node: Mapped[str] = mapped_column(String(64), default="local")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Budget(Base):
+    """One team's ledger on one dataset: cap ≥ spent + reserved, enforced by conditional UPDATEs."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("team_id", "dataset_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    cap_units: Mapped[int] = mapped_column(BigInteger)
+    spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    mode: Mapped[str] = mapped_column(String(16), default="aggregate")
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    code: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[list[Any]] = mapped_column()  # [{name, lo, hi, default}]
+    combine: Mapped[str] = mapped_column(String(8))
+    epsilon: Mapped[float] = mapped_column()
+    charge_units: Mapped[int] = mapped_column(BigInteger)
+    blocks_done: Mapped[int] = mapped_column(Integer, default=0)
+    blocks_total: Mapped[int] = mapped_column(Integer, default=0)
+    error_class: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Organizer-only below: depend on the full data or on internals.
+    error_detail: Mapped[str | None] = mapped_column(Text, default=None)
+    report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    logs: Mapped[str | None] = mapped_column(Text, default=None)
+    # Noisy values: stored at awaiting_review, shown to the team only once released.
+    result: Mapped[list[Any] | None] = mapped_column(default=None)
+    noise_drawn: Mapped[bool] = mapped_column(default=False)
+    review_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what (hash chaining comes with the contest issue)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

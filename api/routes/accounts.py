@@ -1,0 +1,53 @@
+"""Organizers, teams and their members. Organizers come from the bootstrap secret."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from api import crud
+from api.auth import CurrentUser, Organizer, bootstrap_allowed
+from api.context import Context
+from api.models import Team
+from api.schemas import NewTeam, NewUser, TeamOut, UserOut, UserWithToken
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+def _with_token(user, token: str) -> UserWithToken:  # type: ignore[no-untyped-def]
+    return UserWithToken(
+        id=user.id, name=user.name, role=user.role, team_id=user.team_id, token=token
+    )
+
+
+@router.post("/organizers", status_code=201, dependencies=[Depends(bootstrap_allowed)])
+def create_organizer(body: NewUser, ctx: Context) -> UserWithToken:
+    with ctx.db.transaction() as session:
+        user, token = crud.create_user(session, body.name, "organizer", None, None)
+    return _with_token(user, token)
+
+
+@router.get("/me")
+def me(user: CurrentUser) -> UserOut:
+    return UserOut(id=user.id, name=user.name, role=user.role, team_id=user.team_id)
+
+
+@router.post("/teams", status_code=201)
+def create_team(body: NewTeam, ctx: Context, actor: Organizer) -> TeamOut:
+    with ctx.db.transaction() as session:
+        team = crud.create_team(session, body.name, actor)
+    return TeamOut(id=team.id, name=team.name)
+
+
+@router.get("/teams")
+def list_teams(ctx: Context, _actor: Organizer) -> list[TeamOut]:
+    with ctx.db.read() as session:
+        return [TeamOut(id=t.id, name=t.name) for t in session.scalars(select(Team))]
+
+
+@router.post("/teams/{team}/members", status_code=201)
+def add_member(team: str, body: NewUser, ctx: Context, actor: Organizer) -> UserWithToken:
+    with ctx.db.transaction() as session:
+        found = crud.get_team(session, team)
+        user, token = crud.create_user(session, body.name, "contestant", found, actor)
+    return _with_token(user, token)

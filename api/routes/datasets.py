@@ -1,0 +1,142 @@
+"""The catalog: organizers register datasets on this node; everyone reads catalog and samples."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from api import crud
+from api.auth import CurrentUser, Organizer
+from api.context import Context
+from api.errors import ApiError
+from api.models import Dataset
+from api.schemas import DatasetOut, NewDataset
+from api.views import dataset_view
+from privacy.budget import cap_units
+from runner.blocks import PartitionError, is_numeric_type, parquet_columns, partition_dataset
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+def _existing_file(raw: str, what: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute() or not path.is_file():
+        raise ApiError(
+            422, "bad_path", f"{what} {raw!r} is not an absolute path to a file on this node"
+        )
+    return path
+
+
+def _check_declaration(body: NewDataset, columns: dict[str, str]) -> None:
+    def known(column: str, field: str) -> None:
+        if column not in columns:
+            raise ApiError(
+                422,
+                "unknown_column",
+                f"{field} names column {column!r}, which the data does not have; "
+                f"columns are: {', '.join(columns)}",
+            )
+
+    known(body.unit_column, "unit_column")
+    for column, (lo, hi) in body.bounds.items():
+        known(column, "bounds")
+        if not is_numeric_type(columns[column]):
+            raise ApiError(422, "bad_bounds", f"bounds given for non-numeric column {column!r}")
+        if not lo < hi:
+            raise ApiError(422, "bad_bounds", f"bounds of {column!r}: lo={lo} must be < hi={hi}")
+    for column in body.key_sets:
+        known(column, "key_sets")
+
+
+@router.post("", status_code=201)
+def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOut:
+    """Partition the full data into keyed-hash blocks and publish the organizer's sample."""
+    source = _existing_file(body.source_path, "source_path")
+    sample = _existing_file(body.sample_path, "sample_path")
+    if source.resolve() == sample.resolve():
+        raise ApiError(
+            422,
+            "sample_is_source",
+            "the public sample must be a separate file, never the full data itself",
+        )
+    try:
+        columns, _rows = parquet_columns(source)
+        sample_columns, sample_rows = parquet_columns(sample)
+    except PartitionError as exc:
+        raise ApiError(422, "bad_parquet", str(exc)) from exc
+    if sample_columns != columns:
+        raise ApiError(
+            422,
+            "sample_schema_mismatch",
+            f"the sample's columns {sample_columns} differ from the data's {columns}; "
+            "the sample must have exactly the same columns and types",
+        )
+    _check_declaration(body, columns)
+    with ctx.db.read() as session:
+        if session.scalar(select(Dataset.id).where(Dataset.name == body.name)):
+            raise ApiError(409, "dataset_exists", f"dataset {body.name!r} is already registered")
+
+    blocks = body.blocks or ctx.settings.default_blocks
+    dataset_id = uuid.uuid4().hex
+    directory = ctx.settings.datasets_dir / f"{body.name}-{dataset_id[:8]}"
+    try:
+        layout = partition_dataset(source, directory / "blocks", body.unit_column, blocks)
+        shutil.copyfile(sample, directory / "sample.parquet")
+        (directory / "sample.parquet").chmod(0o644)
+        dataset = Dataset(
+            id=dataset_id,
+            name=body.name,
+            description=body.description,
+            unit_column=body.unit_column,
+            columns=columns,
+            bounds={column: list(pair) for column, pair in body.bounds.items()},
+            key_sets=body.key_sets,
+            blocks=layout.blocks,
+            rows=layout.rows,
+            units=layout.units,
+            directory=str(directory / "blocks"),
+            sample_path=str(directory / "sample.parquet"),
+            sample_rows=sample_rows,
+            team_cap_units=cap_units(body.team_epsilon),
+            node=ctx.settings.node,
+        )
+        with ctx.db.transaction() as session:
+            crud.add_dataset(session, dataset, actor)
+    except PartitionError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise ApiError(422, "bad_dataset", str(exc)) from exc
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return dataset_view(dataset, organizer=True)
+
+
+@router.get("")
+def catalog(ctx: Context, user: CurrentUser) -> list[DatasetOut]:
+    with ctx.db.read() as session:
+        datasets = session.scalars(select(Dataset).order_by(Dataset.name))
+        return [dataset_view(d, organizer=user.role == "organizer") for d in datasets]
+
+
+@router.get("/{name}")
+def describe(name: str, ctx: Context, user: CurrentUser) -> DatasetOut:
+    with ctx.db.read() as session:
+        return dataset_view(crud.get_dataset(session, name), organizer=user.role == "organizer")
+
+
+@router.get("/{name}/sample", response_class=FileResponse)
+def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
+    """The organizer's public sample, as Parquet: where contestants develop and debug."""
+    with ctx.db.transaction() as session:
+        dataset = crud.get_dataset(session, name)
+        crud.audit(session, user, "sample.downloaded", dataset=name)
+    return FileResponse(
+        dataset.sample_path,
+        media_type="application/vnd.apache.parquet",
+        filename=f"{name}-sample.parquet",
+    )

@@ -1,0 +1,114 @@
+"""Job submission and reading. Submission is refused up front (4xx) for anything checkable —
+unknown dataset, bad code, bad outputs, budget — and reserves the budget atomically."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from api import crud
+from api.auth import Contestant, CurrentUser
+from api.context import Context
+from api.errors import ApiError, not_found
+from api.models import Dataset, Job, Team, User
+from api.schemas import EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
+from api.views import job_view
+from privacy.budget import BudgetError, charge_units
+from privacy.outputs import Combine, OutputSpec, OutputSpecError, make_output_spec
+from privacy.sample_aggregate import plan_noise
+from runner.tasks import JobState
+from sandbox.policy import check_code
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
+    try:
+        specs = [make_output_spec(o.name, o.lo, o.hi, o.default) for o in outputs]
+        plan_noise(specs, Combine.MEAN, 1, 1.0)  # runs the declaration checks
+    except OutputSpecError as exc:
+        raise ApiError(422, "bad_outputs", str(exc)) from exc
+    return specs
+
+
+@router.post("/estimate")
+def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOut]:
+    """Noise scale and 95 % error bound per output, from public parameters only: free."""
+    specs = _specs(body.outputs)
+    with ctx.db.read() as session:
+        dataset = crud.get_dataset(session, body.dataset)
+    plans = plan_noise(specs, Combine(body.combine), dataset.blocks, body.epsilon)
+    return [NoiseOut(**vars(plan)) for plan in plans]
+
+
+@router.post("/jobs", status_code=202)
+def submit(body: NewJob, ctx: Context, user: Contestant) -> JobOut:
+    violations = check_code(body.code, ctx.settings.max_code_bytes)
+    if violations:
+        raise ApiError(
+            422,
+            "bad_code",
+            "; ".join(str(v) for v in violations),
+            problems=[{"line": v.line, "message": v.message} for v in violations],
+        )
+    specs = _specs(body.outputs)
+    try:
+        units = charge_units(body.epsilon)
+    except BudgetError as exc:
+        raise ApiError(422, "bad_epsilon", str(exc)) from exc
+    image_problem = ctx.image_ready()
+    if image_problem:
+        raise ApiError(503, "runner_image_missing", str(image_problem))
+    with ctx.db.transaction() as session:
+        dataset = crud.get_dataset(session, body.dataset)
+        team = session.get(Team, user.team_id)
+        assert team is not None
+        crud.reserve_budget(session, team, dataset, units)
+        job = Job(
+            team_id=team.id,
+            user_id=user.id,
+            dataset_id=dataset.id,
+            mode=body.mode,
+            state=JobState.QUEUED.value,
+            code=body.code,
+            outputs=[vars(spec) for spec in specs],
+            combine=body.combine,
+            epsilon=body.epsilon,
+            charge_units=units,
+            blocks_total=dataset.blocks,
+        )
+        session.add(job)
+        session.flush()
+        crud.audit(
+            session, user, "job.submitted", job=job.id, dataset=dataset.name, epsilon=body.epsilon
+        )
+        crud.audit(session, user, "budget.reserved", job=job.id, epsilon=body.epsilon)
+        view = job_view(job, dataset.name, team.name, organizer=False)
+    ctx.worker.submit(job.id)
+    return view
+
+
+def _visible_jobs(user: User):  # type: ignore[no-untyped-def]
+    query = select(Job, Dataset.name, Team.name).join(Dataset).join(Team)
+    if user.role != "organizer":
+        query = query.where(Job.team_id == user.team_id)
+    return query
+
+
+@router.get("/jobs")
+def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list[JobOut]:
+    query = _visible_jobs(user).order_by(Job.created_at.desc())
+    if state is not None:
+        query = query.where(Job.state == state)
+    organizer = user.role == "organizer"
+    with ctx.db.read() as session:
+        return [job_view(*row, organizer=organizer) for row in session.execute(query.limit(500))]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, ctx: Context, user: CurrentUser) -> JobOut:
+    with ctx.db.read() as session:
+        row = session.execute(_visible_jobs(user).where(Job.id == job_id)).first()
+    if row is None:  # another team's job looks exactly like a missing one
+        raise not_found("job", job_id, "list your jobs with GET /v1/jobs")
+    return job_view(*row, organizer=user.role == "organizer")

@@ -1,0 +1,160 @@
+"""Request and response bodies. Contestant and organizer views of a job are separate types, so
+organizer-only fields (logs, block outcomes, code of other teams) cannot leak by accident."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewUser(Strict):
+    name: Name
+
+
+class NewTeam(Strict):
+    name: Name
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    team_id: str | None
+
+
+class UserWithToken(UserOut):
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+
+
+class NewDataset(Strict):
+    name: DatasetName
+    description: str = Field("", max_length=4000)
+    source_path: str = Field(description="Full data: a Parquet file on this data node.")
+    sample_path: str = Field(description="Public sample the organizer provides (not real rows).")
+    unit_column: str = Field(description="Privacy unit: all rows of one unit form one person.")
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    key_sets: dict[str, list[str | int | float]] = Field(default_factory=dict)
+    blocks: int | None = Field(None, ge=2, le=100_000)
+    team_epsilon: float = Field(10.0, ge=0, le=1000, description="Budget cap per team.")
+
+
+class DatasetOut(BaseModel):
+    name: str
+    description: str
+    unit_column: str
+    columns: dict[str, str]
+    bounds: dict[str, list[float]]
+    key_sets: dict[str, list[str | int | float]]
+    blocks: int
+    sample_rows: int
+    team_epsilon: float
+
+
+class DatasetOrganizerOut(DatasetOut):
+    rows: int
+    units: int
+    node: str
+
+
+class OutputIn(Strict):
+    name: str
+    lo: float
+    hi: float
+    default: float | None = None
+
+
+class NewJob(Strict):
+    dataset: str
+    code: str = Field(description="Python source defining analyze(df) -> dict[str, float].")
+    outputs: list[OutputIn] = Field(description="Every value analyze returns, with bounds.")
+    epsilon: float = Field(gt=0, le=10)
+    combine: Literal["mean", "sum"] = "mean"
+    mode: Literal["aggregate"] = "aggregate"
+
+
+class EstimateIn(Strict):
+    dataset: str
+    outputs: list[OutputIn]
+    epsilon: float = Field(gt=0, le=10)
+    combine: Literal["mean", "sum"] = "mean"
+
+
+class NoiseOut(BaseModel):
+    name: str
+    epsilon: float
+    sensitivity: float
+    noise_scale: float
+    error_bound_95: float
+
+
+class ReleasedOut(BaseModel):
+    name: str
+    value: float
+    noise_scale: float
+    error_bound_95: float
+    epsilon: float
+
+
+class Progress(BaseModel):
+    blocks_done: int
+    blocks_total: int
+
+
+class JobOut(BaseModel):
+    """What a contestant sees: state, a coarse error class, released values. Nothing else."""
+
+    id: str
+    dataset: str
+    team: str
+    mode: str
+    state: str
+    epsilon: float
+    combine: str
+    outputs: list[OutputIn]
+    progress: Progress
+    error_class: str | None
+    review_reason: str | None
+    result: list[ReleasedOut] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobOrganizerOut(JobOut):
+    """Adds what depends on the full data or on internals: organizers only."""
+
+    code: str
+    pending_values: list[ReleasedOut] | None
+    report: dict[str, object] | None
+    logs: str | None
+    error_detail: str | None
+
+
+class BudgetOut(BaseModel):
+    team: str
+    dataset: str
+    cap: float
+    spent: float
+    reserved: float
+    remaining: float
+
+
+class BudgetCapIn(Strict):
+    epsilon: float = Field(ge=0, le=1000)
+
+
+class ReviewDecision(Strict):
+    reason: str = Field("", max_length=2000)

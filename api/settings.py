@@ -1,0 +1,67 @@
+"""Server settings, read once from the environment (``UNSEEN_*``) with one-machine defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.container import SandboxLimits
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    bootstrap_token: str
+    node: str = "local"
+    slots: int = 2
+    default_blocks: int = 64
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    max_code_bytes: int = 256 * 1024
+    runner_image: str | None = None  # None: the content-hashed tag of images/runner
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+
+def _bootstrap_token(data_dir: Path) -> str:
+    """The organizer-bootstrap secret: from the environment, else made once and kept 0600."""
+    from_env = os.environ.get("UNSEEN_BOOTSTRAP_TOKEN")
+    if from_env:
+        return from_env
+    path = data_dir / "bootstrap-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    root = (data_dir or Path(os.environ.get("UNSEEN_DATA_DIR", "var/server"))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)  # the sandbox uid must reach bind-mounted files, not list them
+    url = os.environ.get("UNSEEN_DATABASE_URL", f"sqlite:///{root / 'unseen.db'}")
+    limits = SandboxLimits(
+        wall_seconds=float(os.environ.get("UNSEEN_BLOCK_SECONDS", "60")),
+        memory_bytes=int(os.environ.get("UNSEEN_BLOCK_MEMORY_MB", "768")) * 1024 * 1024,
+    )
+    return Settings(
+        data_dir=root,
+        database_url=url,
+        bootstrap_token=_bootstrap_token(root),
+        node=os.environ.get("UNSEEN_NODE", "local"),
+        slots=int(os.environ.get("UNSEEN_SLOTS", str(os.cpu_count() or 2))),
+        default_blocks=int(os.environ.get("UNSEEN_DEFAULT_BLOCKS", "64")),
+        limits=limits,
+        runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
+    )

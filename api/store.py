@@ -1,0 +1,89 @@
+"""The runner's ``JobStore`` on top of the database: each job transition is one transaction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from api import crud
+from api.db import Database
+from api.models import Dataset, Job
+from privacy.budget import to_epsilon
+from privacy.outputs import Combine, make_output_spec
+from runner.blocks import load_layout
+from runner.pipeline import AggregateResult
+from runner.tasks import ClaimedJob, ErrorClass, JobState
+
+
+class SqlJobStore:
+    def __init__(self, db: Database, jobs_dir: Path) -> None:
+        self._db = db
+        self._jobs_dir = jobs_dir
+
+    def _write_code(self, job: Job) -> Path:
+        directory = self._jobs_dir / job.id
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+        path = directory / "analysis.py"
+        path.write_text(job.code, encoding="utf-8")
+        os.chmod(path, 0o644)  # read-only bind mount for the sandbox's unprivileged uid
+        return path
+
+    def claim(self, job_id: str) -> ClaimedJob | None:
+        with self._db.transaction() as session:
+            if not crud.transition(
+                session, job_id, {JobState.QUEUED}, state=JobState.RUNNING.value
+            ):
+                return None
+            job = session.get(Job, job_id)
+            dataset = session.get(Dataset, job.dataset_id)
+            assert job is not None and dataset is not None
+            layout = load_layout(Path(dataset.directory))
+            job.blocks_total = layout.blocks
+            crud.audit(session, None, "job.started", job=job_id)
+        outputs = [make_output_spec(**spec) for spec in job.outputs]
+        return ClaimedJob(
+            job_id, self._write_code(job), layout, outputs, Combine(job.combine), job.epsilon
+        )
+
+    def progress(self, job_id: str, done: int, total: int) -> None:
+        with self._db.transaction() as session:
+            crud.transition(
+                session, job_id, {JobState.RUNNING}, blocks_done=done, blocks_total=total
+            )
+
+    def complete(self, job_id: str, result: AggregateResult) -> None:
+        report = result.report
+        with self._db.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            moved = crud.transition(
+                session,
+                job_id,
+                {JobState.RUNNING},
+                state=JobState.AWAITING_REVIEW.value,
+                result=[asdict(value) for value in result.released],
+                noise_drawn=True,
+                report={
+                    "blocks": report.blocks,
+                    "blocks_defaulted": report.blocks_defaulted,
+                    "outcomes": report.outcomes,
+                    "run_ends": report.ends,
+                    "block_seconds_mean": report.block_seconds_total / max(1, report.blocks),
+                },
+                logs="\n".join(report.logs),
+            )
+            if not moved:
+                raise RuntimeError(f"job {job_id} left the running state before its release")
+            crud.commit_budget(session, job)
+            crud.audit(
+                session, None, "budget.charged", job=job_id, epsilon=to_epsilon(job.charge_units)
+            )
+            crud.audit(session, None, "job.awaiting_review", job=job_id)
+
+    def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
+        with self._db.transaction() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                crud.fail_job(session, job, error, detail, noise_drawn)

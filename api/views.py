@@ -1,0 +1,82 @@
+"""Model → response conversions; the contestant view is built without organizer-only fields."""
+
+from __future__ import annotations
+
+from api.models import Budget, Dataset, Job
+from api.schemas import (
+    BudgetOut,
+    DatasetOrganizerOut,
+    DatasetOut,
+    JobOrganizerOut,
+    JobOut,
+    OutputIn,
+    Progress,
+    ReleasedOut,
+)
+from privacy.budget import remaining_units, to_epsilon
+from runner.tasks import JobState
+
+
+def dataset_view(dataset: Dataset, organizer: bool) -> DatasetOut:
+    fields = {
+        "name": dataset.name,
+        "description": dataset.description,
+        "unit_column": dataset.unit_column,
+        "columns": dataset.columns,
+        "bounds": dataset.bounds,
+        "key_sets": dataset.key_sets,
+        "blocks": dataset.blocks,
+        "sample_rows": dataset.sample_rows,
+        "team_epsilon": to_epsilon(dataset.team_cap_units),
+    }
+    if organizer:
+        return DatasetOrganizerOut(
+            **fields, rows=dataset.rows, units=dataset.units, node=dataset.node
+        )
+    return DatasetOut(**fields)
+
+
+def _values(raw: list[dict[str, float]] | None) -> list[ReleasedOut] | None:
+    return None if raw is None else [ReleasedOut(**value) for value in raw]
+
+
+def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
+    released = job.state == JobState.RELEASED.value
+    fields = {
+        "id": job.id,
+        "dataset": dataset,
+        "team": team,
+        "mode": job.mode,
+        "state": job.state,
+        "epsilon": job.epsilon,
+        "combine": job.combine,
+        "outputs": [OutputIn(**spec) for spec in job.outputs],
+        "progress": Progress(blocks_done=job.blocks_done, blocks_total=job.blocks_total),
+        "error_class": job.error_class,
+        "review_reason": job.review_reason,
+        "result": _values(job.result) if released else None,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+    }
+    if organizer:
+        return JobOrganizerOut(
+            **fields,
+            code=job.code,
+            pending_values=_values(job.result),
+            report=job.report,
+            logs=job.logs,
+            error_detail=job.error_detail,
+        )
+    return JobOut(**fields)
+
+
+def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:
+    left = remaining_units(budget.cap_units, budget.spent_units, budget.reserved_units)
+    return BudgetOut(
+        team=team,
+        dataset=dataset,
+        cap=to_epsilon(budget.cap_units),
+        spent=to_epsilon(budget.spent_units),
+        reserved=to_epsilon(budget.reserved_units),
+        remaining=to_epsilon(left),
+    )

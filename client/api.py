@@ -1,0 +1,156 @@
+"""A small typed HTTP client for the unseen API: the CLI, the demo and the tests all use it.
+
+It imports nothing of the server. Errors come back as :class:`UnseenError` carrying the
+server's stable ``error`` code and its one-line message that names the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = frozenset({"released", "rejected", "failed"})
+RESTING = TERMINAL | {"awaiting_review"}
+
+
+class UnseenError(Exception):
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any]) -> None:
+        super().__init__(f"{message} [{code}, HTTP {status}]")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+
+
+class UnseenClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> UnseenClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def with_token(self, token: str) -> UnseenClient:
+        return UnseenClient(str(self._http.base_url), token, self._http.timeout.read or 60.0)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_error:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"error": "http_error", "message": response.text[:500]}
+            raise UnseenError(
+                response.status_code,
+                str(body.get("error", "http_error")),
+                str(body.get("message", body)),
+                body,
+            )
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    # accounts
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    def create_organizer(self, name: str) -> dict[str, Any]:
+        return self._request("POST", "/v1/organizers", json={"name": name})
+
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/me")
+
+    def create_team(self, name: str) -> dict[str, Any]:
+        return self._request("POST", "/v1/teams", json={"name": name})
+
+    def add_member(self, team: str, name: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/teams/{team}/members", json={"name": name})
+
+    # catalog
+    def register_dataset(self, **body: Any) -> dict[str, Any]:
+        return self._request("POST", "/v1/datasets", json=body)
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/datasets")
+
+    def download_sample(self, dataset: str, out: Path) -> Path:
+        out.write_bytes(self._request("GET", f"/v1/datasets/{dataset}/sample"))
+        return out
+
+    # jobs
+    def estimate(
+        self, dataset: str, outputs: list[dict[str, Any]], epsilon: float, combine: str = "mean"
+    ) -> list[dict[str, Any]]:
+        body = {"dataset": dataset, "outputs": outputs, "epsilon": epsilon, "combine": combine}
+        return self._request("POST", "/v1/estimate", json=body)
+
+    def submit(
+        self,
+        dataset: str,
+        code: str,
+        outputs: list[dict[str, Any]],
+        epsilon: float,
+        combine: str = "mean",
+    ) -> dict[str, Any]:
+        body = {
+            "dataset": dataset,
+            "code": code,
+            "outputs": outputs,
+            "epsilon": epsilon,
+            "combine": combine,
+        }
+        return self._request("POST", "/v1/jobs", json=body)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/jobs")
+
+    def wait(
+        self,
+        job_id: str,
+        until: frozenset[str] = RESTING,
+        timeout: float = 600.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll until the job reaches one of ``until``; raises TimeoutError naming the job."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["state"] in until:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    # review and budget
+    def review_queue(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/review")
+
+    def release(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/release")
+
+    def reject(self, job_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/reject", json={"reason": reason})
+
+    def budget(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/budget")
+
+    def set_budget_cap(self, team: str, dataset: str, epsilon: float) -> dict[str, Any]:
+        return self._request(
+            "PUT", f"/v1/teams/{team}/budgets/{dataset}", json={"epsilon": epsilon}
+        )

@@ -1,0 +1,33 @@
+"""The `unseen` command. Contestant and organizer commands talk HTTP only; server-side groups
+(`data`, `images`, `server`) plug in through the ``unseen.commands`` entry-point group, so a
+client-only install has none of them and imports no server code."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import typer
+
+app = typer.Typer(
+    name="unseen",
+    help="Use-but-not-see compute for open-data contests.",
+    no_args_is_help=True,
+)
+
+
+def _mount_plugins() -> None:
+    for entry in entry_points(group="unseen.commands"):
+        try:
+            sub_app = entry.load()
+        except ImportError as exc:  # the server extra is not installed here
+            hidden = typer.Typer(help=f"(unavailable: {exc.name} is not installed)")
+            app.add_typer(hidden, name=entry.name, hidden=True)
+            continue
+        app.add_typer(sub_app, name=entry.name)
+
+
+_mount_plugins()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""The sandbox as the runner sees it: a callable that runs one block in a fresh container."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException
+
+from sandbox.container import (
+    JOB_LABEL,
+    NODE_LABEL,
+    BlockRun,
+    SandboxLimits,
+    reap_orphans,
+    run_block,
+)
+from sandbox.image import ImageMissingError, ensure_runner_image, runner_image_tag
+
+log = logging.getLogger(__name__)
+
+
+class DockerSandbox:
+    """Runs one block per hardened container; one Docker client per worker thread."""
+
+    def __init__(self, node: str, limits: SandboxLimits, image: str | None = None) -> None:
+        self._node = node
+        self._limits = limits
+        self._local = threading.local()
+        self._image = image or runner_image_tag()
+
+    def _client(self) -> docker.DockerClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = docker.from_env(timeout=120)
+        return client
+
+    def image_problem(self) -> str | None:
+        """None when the runner image is present, else what to run to build it."""
+        try:
+            ensure_runner_image(self._client(), self._image)
+        except ImageMissingError as exc:
+            return str(exc)
+        except DockerException as exc:
+            return f"cannot reach the Docker engine ({exc}); start Docker and retry"
+        return None
+
+    def reap(self) -> int:
+        try:
+            return reap_orphans(self._client(), self._node)
+        except DockerException:
+            log.warning("could not reach Docker to reap orphaned sandbox containers")
+            return 0
+
+    def __call__(self, code_path: Path, block_path: Path) -> BlockRun:
+        labels = {NODE_LABEL: self._node, JOB_LABEL: code_path.parent.name}
+        return run_block(self._client(), self._image, code_path, block_path, self._limits, labels)

@@ -1,0 +1,102 @@
+"""Job tasks: the state machine's transitions, the same code for the embedded worker and Celery.
+
+States: queued → running → awaiting_review → released | rejected, or → failed. The store
+(implemented by the API's persistence layer and injected here, so imports point one way)
+makes each transition atomic; budget is charged in the same transaction that stores the noisy
+result, and returned only if the job failed before any noise was drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from privacy.outputs import Combine, OutputSpec
+from runner.blocks import BlockLayout
+from runner.pipeline import AggregateJob, AggregateResult, BlockRunner, run_aggregate
+
+log = logging.getLogger(__name__)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_REVIEW = "awaiting_review"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+TERMINAL_STATES = frozenset({JobState.RELEASED, JobState.REJECTED, JobState.FAILED})
+
+
+class ErrorClass(StrEnum):
+    """The coarse failure classes a contestant may see for a full-data job."""
+
+    INFRASTRUCTURE = "infrastructure"  # sandbox or storage trouble, budget returned
+    INTERRUPTED = "interrupted"  # server restarted mid-run, budget returned
+    INTERNAL = "internal"  # a bug on our side
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run one aggregate job, resolved by the store."""
+
+    job_id: str
+    code_path: Path
+    layout: BlockLayout
+    outputs: list[OutputSpec]
+    combine: Combine
+    epsilon: float
+
+
+class JobStore(Protocol):
+    def claim(self, job_id: str) -> ClaimedJob | None:
+        """queued → running, atomically; None if the job is not queued any more."""
+
+    def progress(self, job_id: str, done: int, total: int) -> None: ...
+
+    def complete(self, job_id: str, result: AggregateResult) -> None:
+        """running → awaiting_review; store the noisy values and commit the budget, atomically."""
+
+    def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
+        """→ failed; return the reservation unless noise was drawn."""
+
+
+def execute_job(
+    job_id: str,
+    store: JobStore,
+    run_block: BlockRunner,
+    slots: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> JobState:
+    """Run one queued job to its next resting state and return that state."""
+    claimed = store.claim(job_id)
+    if claimed is None:
+        return JobState.FAILED
+
+    def progress(done: int, total: int) -> None:
+        store.progress(job_id, done, total)
+        if on_progress is not None:
+            on_progress(done, total)
+
+    job = AggregateJob(
+        claimed.code_path, claimed.layout, claimed.outputs, claimed.combine, claimed.epsilon
+    )
+    try:
+        result = run_aggregate(job, run_block, slots, progress)
+    except Exception as exc:  # nothing was released: no noise drawn yet
+        log.exception("job %s failed before release", job_id)
+        store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)
+        return JobState.FAILED
+    try:
+        store.complete(job_id, result)
+    except Exception as exc:  # noise was drawn: the budget stays spent
+        log.exception("job %s failed while storing its release", job_id)
+        store.fail(job_id, ErrorClass.INTERNAL, f"{type(exc).__name__}: {exc}", True)
+        return JobState.FAILED
+    return JobState.AWAITING_REVIEW

@@ -1,0 +1,182 @@
+"""Run untrusted code on one block inside a hardened, single-use Docker container.
+
+The container is the security boundary (with trusted aggregation on the host side). Every run
+gets: no network, a read-only root, the code and *only this block's* file mounted read-only,
+size-capped tmpfs scratch, an unprivileged uid, no capabilities, no-new-privileges, Docker's
+default seccomp profile, pids/memory(+swap)/CPU limits, a file-size ulimit, capped logs, a
+wall-clock limit enforced here, and removal afterwards. Nothing comes back but capped bytes of
+stdout (the result line) and stderr (organizer-only logs) plus how the run ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import docker
+import requests
+from docker.errors import DockerException
+from docker.types import LogConfig, Ulimit
+
+SANDBOX_LABEL = "unseen.sandbox"
+NODE_LABEL = "unseen.node"
+JOB_LABEL = "unseen.job"
+UNPRIVILEGED_USER = "65534:65534"  # nobody:nogroup, owns nothing in the image
+CODE_MOUNT = "/job/analysis.py"
+DATA_MOUNT = "/data/block.parquet"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one block run; defaults fit a 2-core, small-block worker."""
+
+    memory_bytes: int = 768 * MiB
+    pids: int = 64
+    cpus: float = 1.0
+    wall_seconds: float = 60.0
+    tmpfs_bytes: int = 32 * MiB
+    file_size_bytes: int = 32 * MiB
+    open_files: int = 256
+    log_bytes: int = 1 * MiB
+    stdout_bytes: int = 256 * 1024
+    stderr_bytes: int = 64 * 1024
+
+
+class RunEnd(StrEnum):
+    """How a block run ended: a coarse class, safe to count, never shown per block to teams."""
+
+    EXITED = "exited"
+    NONZERO = "nonzero_exit"
+    TIMEOUT = "timeout"
+    OOM = "out_of_memory"
+    SANDBOX_ERROR = "sandbox_error"
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    end: RunEnd
+    exit_code: int | None
+    stdout: bytes = field(repr=False)
+    stderr: bytes = field(repr=False)
+    seconds: float
+
+
+def hardened_config(
+    image: str,
+    code_path: Path,
+    block_path: Path,
+    limits: SandboxLimits,
+    labels: dict[str, str],
+) -> dict[str, object]:
+    """Keyword arguments for ``containers.create``: one place that states every hardening."""
+    tmpfs_opts = f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"
+    return {
+        "image": image,
+        "detach": True,
+        "network_mode": "none",
+        "read_only": True,
+        "user": UNPRIVILEGED_USER,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "ipc_mode": "private",
+        "pids_limit": limits.pids,
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,
+        "nano_cpus": int(limits.cpus * 1e9),
+        "tmpfs": {"/tmp": tmpfs_opts, "/out": tmpfs_opts},
+        "volumes": {
+            str(code_path.resolve()): {"bind": CODE_MOUNT, "mode": "ro"},
+            str(block_path.resolve()): {"bind": DATA_MOUNT, "mode": "ro"},
+        },
+        "ulimits": [
+            Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes),
+            Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        "log_config": LogConfig(
+            type="json-file", config={"max-size": str(limits.log_bytes), "max-file": "1"}
+        ),
+        "environment": {},
+        "hostname": "sandbox",
+        "labels": {SANDBOX_LABEL: "1", **labels},
+    }
+
+
+def _tail(data: bytes, limit: int) -> bytes:
+    return data[-limit:] if len(data) > limit else data
+
+
+def run_block(
+    client: docker.DockerClient,
+    image: str,
+    code_path: Path,
+    block_path: Path,
+    limits: SandboxLimits,
+    labels: dict[str, str] | None = None,
+) -> BlockRun:
+    """Run the harness on one block in a fresh container and always remove it afterwards.
+
+    Never raises for anything the untrusted code does; a Docker failure becomes
+    ``RunEnd.SANDBOX_ERROR`` so the caller can tell infrastructure trouble from bad code.
+    """
+    started = time.monotonic()
+    container = None
+    try:
+        container = client.containers.create(
+            **hardened_config(image, code_path, block_path, limits, labels or {})
+        )
+        container.start()
+        try:
+            status = container.wait(timeout=limits.wall_seconds)
+            timed_out = False
+        except requests.exceptions.RequestException:
+            timed_out = True
+            status = {"StatusCode": None}
+            _kill_quietly(container)
+            container.wait(timeout=30)
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        stdout = _tail(container.logs(stdout=True, stderr=False), limits.stdout_bytes)
+        stderr = _tail(container.logs(stdout=False, stderr=True), limits.stderr_bytes)
+        exit_code = status.get("StatusCode")
+        if timed_out:
+            end = RunEnd.TIMEOUT
+        elif oom:
+            end = RunEnd.OOM
+        elif exit_code == 0:
+            end = RunEnd.EXITED
+        else:
+            end = RunEnd.NONZERO
+        return BlockRun(end, exit_code, stdout, stderr, time.monotonic() - started)
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        message = f"{type(exc).__name__}: {exc}".encode()[: limits.stderr_bytes]
+        return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", message, time.monotonic() - started)
+    finally:
+        if container is not None:
+            _remove_quietly(container)
+
+
+def _kill_quietly(container: docker.models.containers.Container) -> None:
+    with contextlib.suppress(DockerException):
+        container.kill()
+
+
+def _remove_quietly(container: docker.models.containers.Container) -> None:
+    # A container that cannot be removed now is left for reap_orphans at the next worker start.
+    with contextlib.suppress(DockerException):
+        container.remove(force=True)
+
+
+def reap_orphans(client: docker.DockerClient, node: str) -> int:
+    """Remove sandbox containers a crashed worker of this node left behind; returns how many."""
+    removed = 0
+    for container in client.containers.list(
+        all=True, filters={"label": [f"{SANDBOX_LABEL}=1", f"{NODE_LABEL}={node}"]}
+    ):
+        _remove_quietly(container)
+        removed += 1
+    return removed
