@@ -31,3 +31,7 @@ _mount_plugins()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""`make demo`: the whole walking skeleton, end to end, through the HTTP API as a client would.
+
+1. makes the demo data (kept between runs) and the runner image (built once, offline);
+2. starts a fresh embedded server (its state is wiped each run, so the demo is repeatable);
+3. as organizer: creates a team with one contestant, registers the three datasets;
+4. as the contestant: estimates the noise, submits examples/mean_fare_by_period.py in
+   aggregate mode against the full transport-card data, and waits;
+5. as organizer: reviews and releases the output;
+6. as the contestant: prints the released values, their noise scale, the ε spent and the
+   team's remaining budget. The server is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.launcher import ServerProcess
+from client.api import UnseenClient
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "var" / "demo"
+EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
+EPSILON = 1.0
+BLOCKS = {"transport_cards": 100, "taxi_gps": 50, "bus_events": 50}
+console = Console(stderr=True)
+
+
+def unseen(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "client.cli", *args], check=True, cwd=ROOT)
+
+
+def make_data() -> tuple[Path, Path]:
+    full, sample = WORK / "data" / "full", WORK / "data" / "sample"
+    for out, size, seed in ((full, "demo", "1"), (sample, "test", "2")):
+        if not (out / "manifest.json").exists():
+            console.print(f"[bold]generating {size} data (seed {seed}) in {out}")
+            unseen("data", "generate", "--size", size, "--seed", seed, "--out", str(out))
+    return full, sample
+
+
+def manifest(directory: Path) -> list[dict[str, object]]:
+    return json.loads((directory / "manifest.json").read_text())["datasets"]
+
+
+def register_all(organizer: UnseenClient, full: Path, sample: Path) -> None:
+    samples = {entry["name"]: entry for entry in manifest(sample)}
+    for entry in manifest(full):
+        name = str(entry["name"])
+        organizer.register_dataset(
+            name=name,
+            description=str(entry.get("description", "")),
+            source_path=str(full / str(entry["file"])),
+            sample_path=str(sample / str(samples[name]["file"])),
+            unit_column=entry["unit_column"],
+            bounds=entry.get("bounds", {}),
+            key_sets=entry.get("key_sets", {}),
+            blocks=BLOCKS.get(name, 50),
+            team_epsilon=10.0,
+        )
+        console.print(f"registered [bold]{name}[/] ({BLOCKS.get(name, 50)} blocks)")
+
+
+def watch(contestant: UnseenClient, job_id: str) -> dict[str, object]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("queued", total=None)
+
+        def update(job: dict[str, object]) -> None:
+            blocks = job["progress"]
+            progress.update(
+                task,
+                description=str(job["state"]),
+                completed=blocks["blocks_done"],  # type: ignore[index]
+                total=blocks["blocks_total"] or None,  # type: ignore[index]
+            )
+
+        return contestant.wait(job_id, on_update=update, timeout=1800)
+
+
+def main() -> int:
+    started = time.monotonic()
+    full, sample = make_data()
+    unseen("images", "build")
+    server_dir = WORK / "server"
+    shutil.rmtree(server_dir, ignore_errors=True)
+    bootstrap = secrets.token_urlsafe(24)
+    with ServerProcess(server_dir, bootstrap) as server:
+        console.print(f"server up at {server.url} (state in {server_dir})")
+        with UnseenClient(server.url, bootstrap) as anonymous:
+            organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
+        team = organizer.create_team("team-alpha")
+        contestant = organizer.with_token(organizer.add_member(team["id"], "alice")["token"])
+        register_all(organizer, full, sample)
+
+        outputs = runpy.run_path(str(EXAMPLE))["OUTPUTS"]
+        for plan in contestant.estimate("transport_cards", outputs, EPSILON):
+            console.print(
+                f"estimate {plan['name']}: noise scale {plan['noise_scale']:.3f}, "
+                f"95% error ±{plan['error_bound_95']:.3f}"
+            )
+        job = contestant.submit("transport_cards", EXAMPLE.read_text(), outputs, EPSILON)
+        console.print(f"submitted job {job['id']} (ε={EPSILON})")
+        job = watch(contestant, job["id"])
+        if job["state"] != "awaiting_review":
+            console.print(f"[red]job ended {job['state']} ({job['error_class']})")
+            return 1
+        pending = organizer.job(str(job["id"]))
+        console.print(
+            f"organizer review: {pending['report']['blocks_defaulted']} of "
+            f"{pending['report']['blocks']} blocks defaulted; releasing"
+        )
+        organizer.release(str(job["id"]))
+        job = contestant.job(str(job["id"]))
+        budget = next(b for b in contestant.budget() if b["dataset"] == "transport_cards")
+
+    table = Table(title=f"released: job {job['id']} on transport_cards ({job['state']})")
+    for column in ("output", "value", "noise scale", "95% error", "ε"):
+        table.add_column(column, justify="right" if column != "output" else "left")
+    for value in job["result"]:
+        table.add_row(
+            value["name"],
+            f"{value['value']:.3f}",
+            f"{value['noise_scale']:.3f}",
+            f"±{value['error_bound_95']:.3f}",
+            f"{value['epsilon']:.3f}",
+        )
+    Console().print(table)
+    print(f"epsilon spent by this job: {job['epsilon']:g}")
+    print(
+        f"team budget on transport_cards: spent {budget['spent']:g} of {budget['cap']:g}, "
+        f"remaining {budget['remaining']:g}"
+    )
+    print(f"demo took {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

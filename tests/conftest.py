@@ -1,0 +1,116 @@
+"""Shared fixtures: the real runner image, real generated data, a real server over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from api.launcher import ServerProcess
+from client.api import UnseenClient
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
+TEST_BLOCKS = 6
+TINY_BLOCKS = 2
+
+
+@pytest.fixture(scope="session")
+def runner_image() -> str:
+    from sandbox.image import build_runner_image
+
+    return build_runner_image()
+
+
+def _generate(out: Path, size: str, seed: int) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.cli",
+            "data",
+            "generate",
+            "--size",
+            size,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class SodaData:
+    full: Path
+    sample: Path
+
+    def entries(self, which: Path) -> dict[str, dict[str, object]]:
+        manifest = json.loads((which / "manifest.json").read_text())
+        return {entry["name"]: entry for entry in manifest["datasets"]}
+
+    def registration(self, name: str, blocks: int, as_name: str | None = None) -> dict[str, object]:
+        full = self.entries(self.full)[name]
+        sample = self.entries(self.sample)[name]
+        return {
+            "name": as_name or name,
+            "source_path": str(self.full / str(full["file"])),
+            "sample_path": str(self.sample / str(sample["file"])),
+            "unit_column": full["unit_column"],
+            "bounds": full.get("bounds", {}),
+            "key_sets": full.get("key_sets", {}),
+            "blocks": blocks,
+            "team_epsilon": 10.0,
+        }
+
+
+@pytest.fixture(scope="session")
+def soda(tmp_path_factory: pytest.TempPathFactory) -> SodaData:
+    root = tmp_path_factory.mktemp("soda")
+    return SodaData(_generate(root / "full", "test", 1), _generate(root / "sample", "test", 2))
+
+
+@dataclass
+class Deployment:
+    server: ServerProcess
+    organizer: UnseenClient
+    contestant: UnseenClient
+    team: dict[str, object]
+
+    def new_contestant(self, team_name: str, user: str) -> UnseenClient:
+        team = self.organizer.create_team(team_name)
+        return self.organizer.with_token(self.organizer.add_member(team["id"], user)["token"])
+
+
+def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Deployment:
+    token = secrets.token_urlsafe(16)
+    server = ServerProcess(data_dir, token, env=env).start()
+    anonymous = UnseenClient(server.url, token)
+    organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
+    team = organizer.create_team("team-alpha")
+    contestant = organizer.with_token(organizer.add_member(team["id"], "alice")["token"])
+    organizer.register_dataset(**soda.registration("transport_cards", TEST_BLOCKS))
+    organizer.register_dataset(
+        **soda.registration("transport_cards", TINY_BLOCKS, as_name="cards_tiny")
+    )
+    return Deployment(server, organizer, contestant, team)
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    runner_image: str, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """One embedded server for the suite; short block wall-clock so timeouts test quickly."""
+    env = {"UNSEEN_BLOCK_SECONDS": "8", "UNSEEN_SLOTS": "2", "UNSEEN_BLOCK_MEMORY_MB": "512"}
+    deployed = start_deployment(tmp_path_factory.mktemp("server"), soda, env)
+    yield deployed
+    deployed.server.stop()

@@ -1,0 +1,57 @@
+"""Nothing is lost on restart: jobs survive, a job caught mid-run fails with its budget
+returned, queued jobs run, and the dead worker's sandbox containers are reaped."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import SodaData, start_deployment
+
+pytestmark = pytest.mark.docker
+
+QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
+SLOW = "import time\ndef analyze(df):\n    time.sleep(120)\n    return {'n': 1.0}\n"
+OUTPUTS = [{"name": "n", "lo": 0, "hi": 100000}]
+NODE = "restart-test"
+
+
+def test_killed_server_restarts_consistently(
+    runner_image: str, soda: SodaData, tmp_path: Path
+) -> None:
+    env = {"UNSEEN_NODE": NODE, "UNSEEN_BLOCK_SECONDS": "300"}
+    first = start_deployment(tmp_path / "state", soda, env)
+    client = first.contestant
+    done = client.submit("cards_tiny", QUICK, OUTPUTS, 0.5)
+    assert client.wait(done["id"], timeout=300)["state"] == "awaiting_review"
+    slow = client.submit("cards_tiny", SLOW, OUTPUTS, 1.0)
+    queued = client.submit("cards_tiny", QUICK, OUTPUTS, 0.25)
+    client.wait(slow["id"], until=frozenset({"running"}), timeout=120)
+    engine = docker.from_env()
+    label = {"label": f"unseen.node={NODE}"}
+    for _ in range(100):
+        if engine.containers.list(all=True, filters=label):
+            break
+        time.sleep(0.2)
+    assert engine.containers.list(all=True, filters=label), "the slow block never started"
+
+    first.server.stop(kill=True)  # SIGKILL: no chance to clean up
+    assert engine.containers.list(all=True, filters=label), "orphans expected after SIGKILL"
+
+    first.server.start()
+    client, organizer = first.contestant, first.organizer
+    assert not engine.containers.list(all=True, filters=label)  # reaped at start
+    interrupted = client.job(slow["id"])
+    assert interrupted["state"] == "failed"
+    assert interrupted["error_class"] == "interrupted"
+    assert client.job(done["id"])["state"] == "awaiting_review"
+    assert client.wait(queued["id"], timeout=300)["state"] == "awaiting_review"
+    budget = next(b for b in client.budget() if b["dataset"] == "cards_tiny")
+    assert budget["spent"] == pytest.approx(0.75)  # 0.5 + 0.25; the interrupted 1.0 returned
+    assert budget["reserved"] == pytest.approx(0.0)
+    organizer.release(done["id"])
+    assert client.job(done["id"])["result"] is not None
+    first.server.stop()

@@ -1,0 +1,168 @@
+"""The hardened container, run for real with probing code (deeper hostile tests: issue 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pandas as pd
+import pytest
+
+from privacy.outputs import make_output_spec, parse_block_output
+from sandbox.container import SANDBOX_LABEL, RunEnd, SandboxLimits, reap_orphans, run_block
+
+pytestmark = pytest.mark.docker
+
+PROBES = """
+import os, socket
+
+def _try(action):
+    try:
+        action()
+        return 1.0
+    except Exception:
+        return 0.0
+
+def _write_root():
+    with open('/escape', 'w') as handle:
+        handle.write('x')
+
+def _connect():
+    socket.create_connection(('1.1.1.1', 53), timeout=2)
+
+def _cap_eff():
+    for line in open('/proc/self/status'):
+        if line.startswith('CapEff:'):
+            return float(int(line.split()[1], 16))
+    return -1.0
+
+def analyze(df):
+    return {
+        'rows': float(len(df)),
+        'uid': float(os.getuid()),
+        'can_write_root': _try(_write_root),
+        'can_connect': _try(_connect),
+        'can_write_tmp': _try(lambda: open('/tmp/scratch', 'w').write('ok')),
+        'data_files': float(len(os.listdir('/data'))),
+        'cap_eff': _cap_eff(),
+        'docker_socket': float(os.path.exists('/var/run/docker.sock')),
+        'interfaces': float(len(socket.if_nameindex())),
+    }
+"""
+NAMES = [
+    "rows",
+    "uid",
+    "can_write_root",
+    "can_connect",
+    "can_write_tmp",
+    "data_files",
+    "cap_eff",
+    "docker_socket",
+    "interfaces",
+]
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture
+def block(tmp_path: Path) -> Path:
+    path = tmp_path / "block.parquet"
+    pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(path)
+    path.chmod(0o644)
+    tmp_path.chmod(0o755)
+    return path
+
+
+def code_file(tmp_path: Path, source: str) -> Path:
+    path = tmp_path / "analysis.py"
+    path.write_text(source)
+    path.chmod(0o644)
+    return path
+
+
+def test_hardening_holds_for_probing_code(
+    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
+) -> None:
+    run = run_block(
+        client,
+        runner_image,
+        code_file(tmp_path, PROBES),
+        block,
+        SandboxLimits(),
+        {"unseen.node": "test-sandbox"},
+    )
+    assert run.end is RunEnd.EXITED, run.stderr
+    specs = [make_output_spec(name, -1, 1e9) for name in NAMES]
+    values = parse_block_output(run.stdout, specs).values
+    assert values == {
+        "rows": 3.0,  # the block, and only the block
+        "uid": 65534.0,  # not root
+        "can_write_root": 0.0,  # read-only root
+        "can_connect": 0.0,  # no network
+        "can_write_tmp": 1.0,  # scratch is a tmpfs
+        "data_files": 1.0,
+        "cap_eff": 0.0,  # no capabilities
+        "docker_socket": 0.0,
+        "interfaces": 1.0,  # loopback only
+    }
+    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-sandbox"})
+
+
+def test_wall_clock_limit_kills_and_removes(
+    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
+) -> None:
+    code = code_file(tmp_path, "def analyze(df):\n    while True:\n        pass\n")
+    run = run_block(
+        client,
+        runner_image,
+        code,
+        block,
+        SandboxLimits(wall_seconds=3),
+        {"unseen.node": "test-sandbox"},
+    )
+    assert run.end is RunEnd.TIMEOUT
+    assert 3 <= run.seconds < 30
+    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-sandbox"})
+
+
+def test_memory_limit_ends_the_block(
+    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
+) -> None:
+    code = code_file(tmp_path, "def analyze(df):\n    x = bytearray(2 * 1024**3)\n    return {}\n")
+    run = run_block(
+        client,
+        runner_image,
+        code,
+        block,
+        SandboxLimits(memory_bytes=256 * 1024 * 1024),
+        {"unseen.node": "test-sandbox"},
+    )
+    # Either the kernel OOM-kills the process or Python's allocation fails inside the harness.
+    assert run.end in (RunEnd.OOM, RunEnd.NONZERO)
+
+
+def test_result_channel_and_logs_are_capped(
+    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
+) -> None:
+    code = code_file(
+        tmp_path,
+        "import sys\ndef analyze(df):\n"
+        "    for _ in range(200):\n        print('y' * 100_000)\n"
+        "    return {'n': 1.0}\n",
+    )
+    limits = SandboxLimits()
+    run = run_block(client, runner_image, code, block, limits, {"unseen.node": "test-sandbox"})
+    assert run.end is RunEnd.EXITED
+    assert len(run.stderr) <= limits.stderr_bytes
+    assert parse_block_output(run.stdout, [make_output_spec("n", 0, 2)]).values == {"n": 1.0}
+
+
+def test_orphans_of_this_node_are_reaped(client: docker.DockerClient, runner_image: str) -> None:
+    client.containers.create(
+        runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "test-orphans"}
+    )
+    assert reap_orphans(client, "test-orphans") == 1
+    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-orphans"})
