@@ -11,6 +11,11 @@ import typer
 app = typer.Typer(help="Run the unseen server on this machine.", no_args_is_help=True)
 
 
+@app.callback()
+def server() -> None:
+    """Run the unseen server on this machine (API, embedded worker, SQLite)."""
+
+
 @app.command("run")
 def run(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
