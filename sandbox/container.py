@@ -3,7 +3,7 @@
 The container is the security boundary (with trusted aggregation on the host side). Every run
 gets: no network, a read-only root, the code and *only this block's* file mounted read-only,
 size-capped tmpfs scratch, an unprivileged uid, no capabilities, no-new-privileges, Docker's
-default seccomp profile, pids/memory(+swap)/CPU limits, a file-size ulimit, capped logs, a
+default seccomp profile, pids/memory(+swap)/CPU limits, a file-size ulimit, no Docker log, a
 wall-clock limit enforced here, and removal afterwards. Nothing comes back but capped bytes of
 stdout (the result line) and stderr (organizer-only logs) plus how the run ended.
 """
@@ -11,6 +11,7 @@ stdout (the result line) and stderr (organizer-only logs) plus how the run ended
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,7 +42,6 @@ class SandboxLimits:
     tmpfs_bytes: int = 32 * MiB
     file_size_bytes: int = 32 * MiB
     open_files: int = 256
-    log_bytes: int = 1 * MiB
     stdout_bytes: int = 256 * 1024
     stderr_bytes: int = 64 * 1024
 
@@ -97,9 +97,7 @@ def hardened_config(
             Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
             Ulimit(name="core", soft=0, hard=0),
         ],
-        "log_config": LogConfig(
-            type="json-file", config={"max-size": str(limits.log_bytes), "max-file": "1"}
-        ),
+        "log_config": LogConfig(type="none"),
         "environment": {},
         "hostname": "sandbox",
         "labels": {SANDBOX_LABEL: "1", **labels},
@@ -129,35 +127,61 @@ def run_block(
         container = client.containers.create(
             **hardened_config(image, code_path, block_path, limits, labels or {})
         )
-        container.start()
-        try:
-            status = container.wait(timeout=limits.wall_seconds)
-            timed_out = False
-        except requests.exceptions.RequestException:
-            timed_out = True
-            status = {"StatusCode": None}
+        # Attach before start so no byte is missed; read both streams ourselves into bounded
+        # tails (Docker keeps no log of its own: the log driver is "none").
+        stream = container.attach(stdout=True, stderr=True, stream=True, demux=True)
+        stdout, stderr = _Tail(limits.stdout_bytes), _Tail(limits.stderr_bytes)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
             _kill_quietly(container)
-            container.wait(timeout=30)
+
+        deadline = threading.Timer(limits.wall_seconds, expire)
+        container.start()
+        deadline.start()
+        try:
+            for out_chunk, err_chunk in stream:
+                stdout.add(out_chunk)
+                stderr.add(err_chunk)
+        finally:
+            deadline.cancel()
+        status = container.wait(timeout=60)
         container.reload()
-        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-        stdout = _tail(container.logs(stdout=True, stderr=False), limits.stdout_bytes)
-        stderr = _tail(container.logs(stdout=False, stderr=True), limits.stderr_bytes)
+        state = container.attrs.get("State", {})
         exit_code = status.get("StatusCode")
-        if timed_out:
+        if expired.is_set():
             end = RunEnd.TIMEOUT
-        elif oom:
+        elif state.get("OOMKilled"):
             end = RunEnd.OOM
         elif exit_code == 0:
             end = RunEnd.EXITED
         else:
             end = RunEnd.NONZERO
-        return BlockRun(end, exit_code, stdout, stderr, time.monotonic() - started)
+        return BlockRun(end, exit_code, stdout.value(), stderr.value(), time.monotonic() - started)
     except (DockerException, requests.exceptions.RequestException) as exc:
         message = f"{type(exc).__name__}: {exc}".encode()[: limits.stderr_bytes]
         return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", message, time.monotonic() - started)
     finally:
         if container is not None:
             _remove_quietly(container)
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream: a flood costs reading time, never memory."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._data = bytearray()
+
+    def add(self, chunk: bytes | None) -> None:
+        if chunk:
+            self._data += chunk[-self._limit :]
+            if len(self._data) > 2 * self._limit:
+                del self._data[: len(self._data) - self._limit]
+
+    def value(self) -> bytes:
+        return bytes(self._data[-self._limit :])
 
 
 def _kill_quietly(container: docker.models.containers.Container) -> None:
