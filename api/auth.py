@@ -37,7 +37,7 @@ def _bearer(request: Request) -> str:
 def bootstrap_allowed(request: Request) -> None:
     """Only the holder of the server's bootstrap secret may create organizers."""
     token = _bearer(request)
-    expected = request.app.state.settings.bootstrap_token
+    expected = request.app.state.context.settings.bootstrap_token
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise ApiError(
             403,
@@ -49,7 +49,7 @@ def bootstrap_allowed(request: Request) -> None:
 
 def current_user(request: Request) -> User:
     token = _bearer(request)
-    with request.app.state.db.read() as session:
+    with request.app.state.context.db.read() as session:
         user = session.scalar(select(User).where(User.token_hash == hash_token(token)))
     if user is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token; ask for a new one")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -38,6 +42,18 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
         message = "invalid request: " + "; ".join(problems) + " (see GET /docs for the schema)"
         return JSONResponse(_body("invalid_request", message), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            _body(
+                "internal",
+                "the server hit an unexpected error; it has been logged, retry or "
+                "report it to the organizers",
+            ),
+            status_code=500,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

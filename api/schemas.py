@@ -143,6 +143,12 @@ class JobOrganizerOut(JobOut):
     error_detail: str | None
 
 
+#: Routes read by both roles answer with one of these; the view decides which, so a
+#: contestant's answer is built without the organizer-only fields in the first place.
+AnyJobOut = JobOrganizerOut | JobOut
+AnyDatasetOut = DatasetOrganizerOut | DatasetOut
+
+
 class BudgetOut(BaseModel):
     team: str
     dataset: str

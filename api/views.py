@@ -17,8 +17,8 @@ from privacy.budget import remaining_units, to_epsilon
 from runner.tasks import JobState
 
 
-def dataset_view(dataset: Dataset, organizer: bool) -> DatasetOut:
-    fields = {
+def _dataset_fields(dataset: Dataset) -> dict[str, object]:
+    return {
         "name": dataset.name,
         "description": dataset.description,
         "unit_column": dataset.unit_column,
@@ -29,20 +29,28 @@ def dataset_view(dataset: Dataset, organizer: bool) -> DatasetOut:
         "sample_rows": dataset.sample_rows,
         "team_epsilon": to_epsilon(dataset.team_cap_units),
     }
+
+
+def dataset_organizer_view(dataset: Dataset) -> DatasetOrganizerOut:
+    return DatasetOrganizerOut(
+        **_dataset_fields(dataset), rows=dataset.rows, units=dataset.units, node=dataset.node
+    )
+
+
+def dataset_view(dataset: Dataset, organizer: bool) -> DatasetOut:
+    """The catalog entry; the exact size of the full data is for organizers only."""
     if organizer:
-        return DatasetOrganizerOut(
-            **fields, rows=dataset.rows, units=dataset.units, node=dataset.node
-        )
-    return DatasetOut(**fields)
+        return dataset_organizer_view(dataset)
+    return DatasetOut(**_dataset_fields(dataset))
 
 
 def _values(raw: list[dict[str, float]] | None) -> list[ReleasedOut] | None:
     return None if raw is None else [ReleasedOut(**value) for value in raw]
 
 
-def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
+def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
     released = job.state == JobState.RELEASED.value
-    fields = {
+    return {
         "id": job.id,
         "dataset": dataset,
         "team": team,
@@ -58,16 +66,24 @@ def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
     }
+
+
+def job_organizer_view(job: Job, dataset: str, team: str) -> JobOrganizerOut:
+    return JobOrganizerOut(
+        **_job_fields(job, dataset, team),
+        code=job.code,
+        pending_values=_values(job.result),
+        report=job.report,
+        logs=job.logs,
+        error_detail=job.error_detail,
+    )
+
+
+def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
+    """A contestant's view carries no organizer-only field; an organizer's carries them all."""
     if organizer:
-        return JobOrganizerOut(
-            **fields,
-            code=job.code,
-            pending_values=_values(job.result),
-            report=job.report,
-            logs=job.logs,
-            error_detail=job.error_detail,
-        )
-    return JobOut(**fields)
+        return job_organizer_view(job, dataset, team)
+    return JobOut(**_job_fields(job, dataset, team))
 
 
 def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:

@@ -199,7 +199,9 @@ def reap_orphans(client: docker.DockerClient, node: str) -> int:
     """Remove sandbox containers a crashed worker of this node left behind; returns how many."""
     removed = 0
     for container in client.containers.list(
-        all=True, filters={"label": [f"{SANDBOX_LABEL}=1", f"{NODE_LABEL}={node}"]}
+        all=True,
+        ignore_removed=True,
+        filters={"label": [f"{SANDBOX_LABEL}=1", f"{NODE_LABEL}={node}"]},
     ):
         _remove_quietly(container)
         removed += 1

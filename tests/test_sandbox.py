@@ -108,7 +108,9 @@ def test_hardening_holds_for_probing_code(
         "docker_socket": 0.0,
         "interfaces": 1.0,  # loopback only
     }
-    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-sandbox"})
+    assert not client.containers.list(
+        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
+    )
 
 
 def test_wall_clock_limit_kills_and_removes(
@@ -125,7 +127,9 @@ def test_wall_clock_limit_kills_and_removes(
     )
     assert run.end is RunEnd.TIMEOUT
     assert 3 <= run.seconds < 30
-    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-sandbox"})
+    assert not client.containers.list(
+        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
+    )
 
 
 def test_memory_limit_ends_the_block(
@@ -165,4 +169,6 @@ def test_orphans_of_this_node_are_reaped(client: docker.DockerClient, runner_ima
         runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "test-orphans"}
     )
     assert reap_orphans(client, "test-orphans") == 1
-    assert not client.containers.list(all=True, filters={"label": "unseen.node=test-orphans"})
+    assert not client.containers.list(
+        all=True, ignore_removed=True, filters={"label": "unseen.node=test-orphans"}
+    )

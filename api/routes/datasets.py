@@ -15,8 +15,8 @@ from api.auth import CurrentUser, Organizer
 from api.context import Context
 from api.errors import ApiError
 from api.models import Dataset
-from api.schemas import DatasetOut, NewDataset
-from api.views import dataset_view
+from api.schemas import AnyDatasetOut, DatasetOrganizerOut, NewDataset
+from api.views import dataset_organizer_view, dataset_view
 from privacy.budget import cap_units
 from runner.blocks import PartitionError, is_numeric_type, parquet_columns, partition_dataset
 
@@ -54,7 +54,7 @@ def _check_declaration(body: NewDataset, columns: dict[str, str]) -> None:
 
 
 @router.post("", status_code=201)
-def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOut:
+def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
     """Partition the full data into keyed-hash blocks and publish the organizer's sample."""
     source = _existing_file(body.source_path, "source_path")
     sample = _existing_file(body.sample_path, "sample_path")
@@ -113,18 +113,18 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOut:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return dataset_view(dataset, organizer=True)
+    return dataset_organizer_view(dataset)
 
 
 @router.get("")
-def catalog(ctx: Context, user: CurrentUser) -> list[DatasetOut]:
+def catalog(ctx: Context, user: CurrentUser) -> list[AnyDatasetOut]:
     with ctx.db.read() as session:
         datasets = session.scalars(select(Dataset).order_by(Dataset.name))
         return [dataset_view(d, organizer=user.role == "organizer") for d in datasets]
 
 
 @router.get("/{name}")
-def describe(name: str, ctx: Context, user: CurrentUser) -> DatasetOut:
+def describe(name: str, ctx: Context, user: CurrentUser) -> AnyDatasetOut:
     with ctx.db.read() as session:
         return dataset_view(crud.get_dataset(session, name), organizer=user.role == "organizer")
 

@@ -11,7 +11,7 @@ from api.auth import Contestant, CurrentUser
 from api.context import Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team, User
-from api.schemas import EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
+from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view
 from privacy.budget import BudgetError, charge_units
 from privacy.outputs import Combine, OutputSpec, OutputSpecError, make_output_spec
@@ -96,7 +96,7 @@ def _visible_jobs(user: User):  # type: ignore[no-untyped-def]
 
 
 @router.get("/jobs")
-def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list[JobOut]:
+def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list[AnyJobOut]:
     query = _visible_jobs(user).order_by(Job.created_at.desc())
     if state is not None:
         query = query.where(Job.state == state)
@@ -106,7 +106,7 @@ def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: str, ctx: Context, user: CurrentUser) -> JobOut:
+def get_job(job_id: str, ctx: Context, user: CurrentUser) -> AnyJobOut:
     with ctx.db.read() as session:
         row = session.execute(_visible_jobs(user).where(Job.id == job_id)).first()
     if row is None:  # another team's job looks exactly like a missing one

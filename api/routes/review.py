@@ -10,14 +10,14 @@ from api.context import Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team
 from api.routes.jobs import list_jobs
-from api.schemas import JobOut, ReviewDecision
-from api.views import job_view
+from api.schemas import AnyJobOut, JobOrganizerOut, ReviewDecision
+from api.views import job_organizer_view
 from runner.tasks import JobState
 
 router = APIRouter(prefix="/v1", tags=["review"])
 
 
-def _decide(job_id: str, ctx: Context, actor, target: JobState, reason: str) -> JobOut:  # type: ignore[no-untyped-def]
+def _decide(job_id: str, ctx: Context, actor, target: JobState, reason: str) -> JobOrganizerOut:  # type: ignore[no-untyped-def]
     with ctx.db.transaction() as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -42,21 +42,21 @@ def _decide(job_id: str, ctx: Context, actor, target: JobState, reason: str) -> 
         dataset = session.get(Dataset, job.dataset_id)
         team = session.get(Team, job.team_id)
         assert dataset is not None and team is not None
-        return job_view(job, dataset.name, team.name, organizer=True)
+        return job_organizer_view(job, dataset.name, team.name)
 
 
 @router.get("/review")
-def review_queue(ctx: Context, actor: Organizer) -> list[JobOut]:
+def review_queue(ctx: Context, actor: Organizer) -> list[AnyJobOut]:
     return list_jobs(ctx, actor, state=JobState.AWAITING_REVIEW.value)
 
 
 @router.post("/jobs/{job_id}/release")
-def release(job_id: str, ctx: Context, actor: Organizer) -> JobOut:
+def release(job_id: str, ctx: Context, actor: Organizer) -> JobOrganizerOut:
     return _decide(job_id, ctx, actor, JobState.RELEASED, "")
 
 
 @router.post("/jobs/{job_id}/reject")
-def reject(job_id: str, body: ReviewDecision, ctx: Context, actor: Organizer) -> JobOut:
+def reject(job_id: str, body: ReviewDecision, ctx: Context, actor: Organizer) -> JobOrganizerOut:
     """The team sees the reason; the budget stays spent because the noise was drawn."""
     if not body.reason.strip():
         raise ApiError(422, "reason_required", "give the team a reason for the rejection")
