@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import secrets
 import shutil
@@ -29,10 +30,12 @@ from api.launcher import ServerProcess
 from client.api import UnseenClient
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "var" / "demo"
+WORK = Path(os.environ.get("UNSEEN_DEMO_DIR", ROOT / "var" / "demo"))
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
 EPSILON = 1.0
-BLOCKS = {"transport_cards": 100, "taxi_gps": 50, "bus_events": 50}
+# More blocks, less noise (scale ∝ 1/k), more container runs. UNSEEN_DEMO_BLOCKS scales down.
+_k = int(os.environ.get("UNSEEN_DEMO_BLOCKS", "100"))
+BLOCKS = {"transport_cards": _k, "taxi_gps": max(2, _k // 2), "bus_events": max(2, _k // 2)}
 console = Console(stderr=True)
 
 
