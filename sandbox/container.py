@@ -53,7 +53,8 @@ class RunEnd(StrEnum):
     NONZERO = "nonzero_exit"
     TIMEOUT = "timeout"
     OOM = "out_of_memory"
-    SANDBOX_ERROR = "sandbox_error"
+    LOST = "lost"  # the engine failed us after the code started: treated as a failed block
+    SANDBOX_ERROR = "sandbox_error"  # could not start: infrastructure, never data-dependent
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,6 @@ def hardened_config(
     }
 
 
-def _tail(data: bytes, limit: int) -> bytes:
-    return data[-limit:] if len(data) > limit else data
-
-
 def run_block(
     client: docker.DockerClient,
     image: str,
@@ -118,8 +115,12 @@ def run_block(
 ) -> BlockRun:
     """Run the harness on one block in a fresh container and always remove it afterwards.
 
-    Never raises for anything the untrusted code does; a Docker failure becomes
-    ``RunEnd.SANDBOX_ERROR`` so the caller can tell infrastructure trouble from bad code.
+    Never raises. Only a failure *before the code starts* (create, attach, start) is
+    ``SANDBOX_ERROR``, which may fail the whole job: that cannot depend on the data. Anything
+    after the start — whatever the code does to its streams, its processes or the engine's
+    answers — ends the block (``TIMEOUT``, ``OOM``, ``NONZERO`` or ``LOST``) and so only
+    replaces that block's output by its defaults; otherwise code could fail the job, visibly
+    and without noise, on a condition of the data.
     """
     started = time.monotonic()
     container = None
@@ -130,23 +131,28 @@ def run_block(
         # Attach before start so no byte is missed; read both streams ourselves into bounded
         # tails (Docker keeps no log of its own: the log driver is "none").
         stream = container.attach(stdout=True, stderr=True, stream=True, demux=True)
-        stdout, stderr = _Tail(limits.stdout_bytes), _Tail(limits.stderr_bytes)
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            _kill_quietly(container)
-
-        deadline = threading.Timer(limits.wall_seconds, expire)
         container.start()
-        deadline.start()
-        try:
-            for out_chunk, err_chunk in stream:
-                stdout.add(out_chunk)
-                stderr.add(err_chunk)
-        finally:
-            deadline.cancel()
-        status = container.wait(timeout=60)
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        if container is not None:
+            _remove_quietly(container)
+        message = f"{type(exc).__name__}: {exc}".encode()[: limits.stderr_bytes]
+        return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", message, time.monotonic() - started)
+
+    stdout, stderr = _Tail(limits.stdout_bytes), _Tail(limits.stderr_bytes)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _kill_quietly(container)
+
+    deadline = threading.Timer(max(0.0, limits.wall_seconds - (time.monotonic() - started)), expire)
+    deadline.start()
+    try:
+        for out_chunk, err_chunk in stream:
+            stdout.add(out_chunk)
+            stderr.add(err_chunk)
+        # The streams can close while processes live on: the deadline still stands until exit.
+        status = container.wait(timeout=limits.wall_seconds + 30)
         container.reload()
         state = container.attrs.get("State", {})
         exit_code = status.get("StatusCode")
@@ -158,13 +164,13 @@ def run_block(
             end = RunEnd.EXITED
         else:
             end = RunEnd.NONZERO
-        return BlockRun(end, exit_code, stdout.value(), stderr.value(), time.monotonic() - started)
     except (DockerException, requests.exceptions.RequestException) as exc:
-        message = f"{type(exc).__name__}: {exc}".encode()[: limits.stderr_bytes]
-        return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", message, time.monotonic() - started)
+        end, exit_code = (RunEnd.TIMEOUT if expired.is_set() else RunEnd.LOST), None
+        stderr.add(f"\n[unseen] block lost after start: {type(exc).__name__}: {exc}".encode())
     finally:
-        if container is not None:
-            _remove_quietly(container)
+        deadline.cancel()
+        _remove_quietly(container)
+    return BlockRun(end, exit_code, stdout.value(), stderr.value(), time.monotonic() - started)
 
 
 class _Tail:

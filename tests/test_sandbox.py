@@ -172,3 +172,30 @@ def test_orphans_of_this_node_are_reaped(client: docker.DockerClient, runner_ima
     assert not client.containers.list(
         all=True, ignore_removed=True, filters={"label": "unseen.node=test-orphans"}
     )
+
+
+def test_closing_streams_and_lingering_is_a_timeout_not_a_sandbox_error(
+    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
+) -> None:
+    """Code that closes every stream and lives on must not turn into an infrastructure error
+    (which would fail the job visibly, on a condition of the data): it is a timed-out block."""
+    code = code_file(
+        tmp_path,
+        "import os, time\ndef analyze(df):\n"
+        "    for fd in range(0, 64):\n"
+        "        try:\n            os.close(fd)\n        except OSError:\n            pass\n"
+        "    time.sleep(600)\n",
+    )
+    run = run_block(
+        client,
+        runner_image,
+        code,
+        block,
+        SandboxLimits(wall_seconds=3),
+        {"unseen.node": "test-sandbox"},
+    )
+    assert run.end is RunEnd.TIMEOUT
+    assert run.seconds < 30
+    assert not client.containers.list(
+        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
+    )
