@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,7 +18,7 @@ class AppContext:
     settings: Settings
     db: Database
     worker: EmbeddedWorker
-    image_ready: object  # Callable[[], str | None]: None when ready, else the fix to show
+    image_ready: Callable[[], str | None]  # None when the runner image is ready, else the fix
 
 
 def _context(request: Request) -> AppContext:

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,26 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
         message = "invalid request: " + "; ".join(problems) + " (see GET /docs for the schema)"
         return JSONResponse(_body("invalid_request", message), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _database(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", exc)
+        if "full" in str(exc) or "No space" in str(exc):
+            return JSONResponse(
+                _body(
+                    "insufficient_storage",
+                    "the server's disk is full; nothing was changed. "
+                    "Ask the operator to free space in the data directory, then retry",
+                ),
+                status_code=507,
+            )
+        return JSONResponse(
+            _body(
+                "database_unavailable",
+                "the database is unavailable; nothing was changed, retry in a moment",
+            ),
+            status_code=503,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -74,7 +75,7 @@ def register_all(organizer: UnseenClient, full: Path, sample: Path) -> None:
         console.print(f"registered [bold]{name}[/] ({BLOCKS.get(name, 50)} blocks)")
 
 
-def watch(contestant: UnseenClient, job_id: str) -> dict[str, object]:
+def watch(contestant: UnseenClient, job_id: str) -> dict[str, Any]:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,13 +85,13 @@ def watch(contestant: UnseenClient, job_id: str) -> dict[str, object]:
     ) as progress:
         task = progress.add_task("queued", total=None)
 
-        def update(job: dict[str, object]) -> None:
+        def update(job: dict[str, Any]) -> None:
             blocks = job["progress"]
             progress.update(
                 task,
                 description=str(job["state"]),
-                completed=blocks["blocks_done"],  # type: ignore[index]
-                total=blocks["blocks_total"] or None,  # type: ignore[index]
+                completed=blocks["blocks_done"],
+                total=blocks["blocks_total"] or None,
             )
 
         return contestant.wait(job_id, on_update=update, timeout=1800)

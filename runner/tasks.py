@@ -75,7 +75,12 @@ def execute_job(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> JobState:
     """Run one queued job to its next resting state and return that state."""
-    claimed = store.claim(job_id)
+    try:
+        claimed = store.claim(job_id)
+    except Exception as exc:  # e.g. no disk space for the job's files: nothing ran
+        log.exception("job %s could not be prepared", job_id)
+        store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)
+        return JobState.FAILED
     if claimed is None:
         return JobState.FAILED
 

@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from client.api import UnseenClient, UnseenError
-from tests.conftest import SodaData, start_deployment
+from tests.conftest import Deployment, SodaData, start_deployment
 
 pytestmark = pytest.mark.docker
 
@@ -70,7 +70,7 @@ def test_image_vanishing_before_the_run_fails_the_job_and_returns_budget(
             engine.images.remove(doomed)
 
 
-def test_concurrent_submissions_never_overspend(deployment) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_submissions_never_overspend(deployment: Deployment) -> None:
     """20 submissions of ε=1 at once against a cap of 5: exactly 5 are accepted."""
     d = deployment
     client = d.new_contestant("team-rush", "rush")

@@ -8,13 +8,13 @@ from sqlalchemy import select
 from api import crud
 from api.auth import CurrentUser, Organizer, bootstrap_allowed
 from api.context import Context
-from api.models import Team
+from api.models import Team, User
 from api.schemas import NewTeam, NewUser, TeamOut, UserOut, UserWithToken
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-def _with_token(user, token: str) -> UserWithToken:  # type: ignore[no-untyped-def]
+def _with_token(user: User, token: str) -> UserWithToken:
     return UserWithToken(
         id=user.id, name=user.name, role=user.role, team_id=user.team_id, token=token
     )

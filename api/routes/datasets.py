@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import uuid
 from pathlib import Path
@@ -110,6 +111,16 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
     except PartitionError as exc:
         shutil.rmtree(directory, ignore_errors=True)
         raise ApiError(422, "bad_dataset", str(exc)) from exc
+    except OSError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            raise ApiError(
+                507,
+                "insufficient_storage",
+                f"the data node ran out of disk space under {ctx.settings.data_dir} while "
+                "partitioning; free space there and register again (nothing was kept)",
+            ) from exc
+        raise
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

@@ -4,7 +4,7 @@ unknown dataset, bad code, bad outputs, budget — and reserves the budget atomi
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from api import crud
 from api.auth import Contestant, CurrentUser
@@ -14,7 +14,13 @@ from api.models import Dataset, Job, Team, User
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view
 from privacy.budget import BudgetError, charge_units
-from privacy.outputs import Combine, OutputSpec, OutputSpecError, make_output_spec
+from privacy.outputs import (
+    Combine,
+    OutputSpec,
+    OutputSpecError,
+    make_output_spec,
+    validate_output_specs,
+)
 from privacy.sample_aggregate import plan_noise
 from runner.tasks import JobState
 from sandbox.policy import check_code
@@ -25,7 +31,7 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
     try:
         specs = [make_output_spec(o.name, o.lo, o.hi, o.default) for o in outputs]
-        plan_noise(specs, Combine.MEAN, 1, 1.0)  # runs the declaration checks
+        validate_output_specs(specs)
     except OutputSpecError as exc:
         raise ApiError(422, "bad_outputs", str(exc)) from exc
     return specs
@@ -88,7 +94,7 @@ def submit(body: NewJob, ctx: Context, user: Contestant) -> JobOut:
     return view
 
 
-def _visible_jobs(user: User):  # type: ignore[no-untyped-def]
+def _visible_jobs(user: User) -> Select[tuple[Job, str, str]]:
     query = select(Job, Dataset.name, Team.name).join(Dataset).join(Team)
     if user.role != "organizer":
         query = query.where(Job.team_id == user.team_id)

@@ -8,7 +8,7 @@ from api import crud
 from api.auth import Organizer
 from api.context import Context
 from api.errors import ApiError, not_found
-from api.models import Dataset, Job, Team
+from api.models import Dataset, Job, Team, User
 from api.routes.jobs import list_jobs
 from api.schemas import AnyJobOut, JobOrganizerOut, ReviewDecision
 from api.views import job_organizer_view
@@ -17,7 +17,9 @@ from runner.tasks import JobState
 router = APIRouter(prefix="/v1", tags=["review"])
 
 
-def _decide(job_id: str, ctx: Context, actor, target: JobState, reason: str) -> JobOrganizerOut:  # type: ignore[no-untyped-def]
+def _decide(
+    job_id: str, ctx: Context, actor: User, target: JobState, reason: str
+) -> JobOrganizerOut:
     with ctx.db.transaction() as session:
         job = session.get(Job, job_id)
         if job is None:
