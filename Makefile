@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install image demo test lint unit clean
+.PHONY: install image server-image demo test lint unit clean compose-up compose-down
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,19 @@ install: $(STAMP)
 
 image: $(STAMP)
 	$(BIN)/unseen images build
+
+server-image: $(STAMP)
+	$(BIN)/unseen images build --server
+
+# The embedded server in a container (docker-compose.yml); state under var/compose.
+COMPOSE_DIR ?= $(CURDIR)/var/compose
+compose-up: server-image
+	mkdir -p $(COMPOSE_DIR)
+	UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose up -d
+	@echo "server on http://127.0.0.1:8000; bootstrap token in $(COMPOSE_DIR)/server/bootstrap-token"
+
+compose-down:
+	UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose down
 
 demo: image
 	$(BIN)/python examples/demo.py
@@ -31,4 +44,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not docker"
 
 clean:
-	rm -rf $(VENV) var images/runner/wheels
+	rm -rf $(VENV) var images/runner/wheels images/server/wheels

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -28,10 +30,10 @@ IMAGES_DIR = REPO_ROOT / "images"
 RUNNER_DIR = IMAGES_DIR / "runner"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 RUNNER_REPO = "unseen-runner"
+SERVER_REPO = "unseen-server"
 BASE_TAG = "debian:bookworm-slim"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("UNSEEN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-HASHED_INPUTS = ("Dockerfile", "harness.py", "requirements.txt")
 WHEEL_PLATFORMS = (
     "manylinux_2_28_x86_64",
     "manylinux_2_27_x86_64",
@@ -50,17 +52,68 @@ class ImageBuildError(RuntimeError):
     """A build step failed; the message names the step and the fix."""
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image this project builds: its context, its Python packages, what its tag hashes."""
+
+    repo: str
+    context: Path
+    dockerfile: str  # relative to the context
+    requirements: tuple[str, ...]
+    hashed: tuple[Path, ...]  # files and package directories whose bytes define the tag
+    wheels: Path  # where host-downloaded wheels go, inside the context
+
+    def tag(self) -> str:
+        digest = hashlib.sha256()
+        for root in (*self.hashed, CONSTRAINTS):
+            files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+            for path in files:
+                name = path.relative_to(REPO_ROOT).as_posix()
+                digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update("\n".join(self.requirements).encode())
+        return f"{self.repo}:{digest.hexdigest()[:12]}"
+
+
+def _listed(path: Path) -> tuple[str, ...]:
+    lines = path.read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _server_requirements() -> tuple[str, ...]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return tuple(project["dependencies"]) + tuple(project["optional-dependencies"]["server"])
+
+
+RUNNER = ImageSpec(
+    repo=RUNNER_REPO,
+    context=RUNNER_DIR,
+    dockerfile="Dockerfile",
+    requirements=_listed(RUNNER_DIR / "requirements.txt"),
+    hashed=(RUNNER_DIR / "Dockerfile", RUNNER_DIR / "harness.py"),
+    wheels=RUNNER_DIR / "wheels",
+)
+
+
+def server_spec() -> ImageSpec:
+    """The embedded server as a container (docker-compose); it starts sandboxes on the host."""
+    sources = tuple(REPO_ROOT / name for name in ("api", "runner", "sandbox", "privacy"))
+    return ImageSpec(
+        repo=SERVER_REPO,
+        context=REPO_ROOT,
+        dockerfile="images/server/Dockerfile",
+        requirements=_server_requirements(),
+        hashed=(IMAGES_DIR / "server" / "Dockerfile", *RUNNER.hashed, *sources),
+        wheels=IMAGES_DIR / "server" / "wheels",
+    )
+
+
 def _quiet(_line: str) -> None:
     pass
 
 
 def runner_image_tag() -> str:
     """``unseen-runner:<12 hex>``, a hash over the image's inputs and the pinned versions."""
-    digest = hashlib.sha256()
-    for name in HASHED_INPUTS:
-        digest.update(name.encode() + b"\0" + (RUNNER_DIR / name).read_bytes() + b"\0")
-    digest.update(CONSTRAINTS.read_bytes())
-    return f"{RUNNER_REPO}:{digest.hexdigest()[:12]}"
+    return RUNNER.tag()
 
 
 def _client(client: docker.DockerClient | None) -> docker.DockerClient:
@@ -122,93 +175,61 @@ def build_base_image(client: docker.DockerClient, progress: Progress = _quiet) -
         raise ImageBuildError(f"docker import did not produce {BASE_TAG}")
 
 
-def _requirements() -> list[str]:
-    lines = (RUNNER_DIR / "requirements.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+def _pip(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ImageBuildError(f"pip {args[0]} failed; is PyPI reachable? {done.stderr[-800:]}")
 
 
-def download_wheels(target: Path, progress: Progress = _quiet) -> None:
+def download_wheels(spec: ImageSpec, progress: Progress = _quiet) -> None:
     """Fetch cp311 manylinux wheels of the image's packages at the pinned versions."""
+    target = spec.wheels
     stamp = target / ".complete"
     fingerprint = hashlib.sha256(
-        (RUNNER_DIR / "requirements.txt").read_bytes() + CONSTRAINTS.read_bytes()
+        "\n".join(spec.requirements).encode() + CONSTRAINTS.read_bytes()
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == fingerprint:
         progress("wheels present")
         return
     shutil.rmtree(target, ignore_errors=True)
     (target / "_pip").mkdir(parents=True)
-    progress("downloading wheels at the pinned versions")
+    progress(f"downloading wheels for {spec.repo} at the pinned versions")
     platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--only-binary=:all:",
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp311",
-        *platforms,
-        "-c",
-        str(CONSTRAINTS),
-        "-d",
-        str(target),
-        *_requirements(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ImageBuildError(f"pip download failed; is PyPI reachable? {done.stderr[-800:]}")
-    pip_dir = target / "_pip"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "--no-deps",
-            "-d",
-            str(pip_dir),
-            "pip",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise ImageBuildError(f"pip download of pip failed: {done.stderr[-800:]}")
-    next(pip_dir.glob("pip-*.whl")).rename(pip_dir / "pip.whl")
-    shutil.copyfile(RUNNER_DIR / "requirements.txt", target / "requirements.txt")
+    _pip(
+        "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+        "--implementation", "cp", "--abi", "cp311", *platforms,
+        "-c", str(CONSTRAINTS), "-d", str(target), *spec.requirements,
+    )  # fmt: skip
+    _pip("download", "--quiet", "--only-binary=:all:", "--no-deps", "-d", str(target / "_pip"),
+         "pip")  # fmt: skip
+    next((target / "_pip").glob("pip-*.whl")).rename(target / "_pip" / "pip.whl")
+    (target / "requirements.txt").write_text("\n".join(spec.requirements) + "\n")
     shutil.copyfile(CONSTRAINTS, target / "constraints.txt")
     stamp.write_text(fingerprint)
 
 
-def build_runner_image(
-    progress: Progress | None = None, client: docker.DockerClient | None = None
+def build_image(
+    spec: ImageSpec, progress: Progress | None = None, client: docker.DockerClient | None = None
 ) -> str:
-    """Build everything that is missing and return the runner image's tag. Idempotent."""
+    """Build everything that is missing for ``spec`` and return its tag. Idempotent."""
     say = progress or _quiet
     engine = _client(client)
-    tag = runner_image_tag()
+    tag = spec.tag()
     if _has_image(engine, tag):
-        say(f"runner image {tag} present")
+        say(f"image {tag} present")
         return tag
     try:
         build_base_image(engine, say)
-        download_wheels(RUNNER_DIR / "wheels", say)
+        download_wheels(spec, say)
         say(f"docker build {tag}")
         _image, logs = engine.images.build(
-            path=str(RUNNER_DIR),
+            path=str(spec.context),
+            dockerfile=spec.dockerfile,
             tag=tag,
             rm=True,
             forcerm=True,
             pull=False,
-            labels={"unseen.runner": "1"},
+            labels={spec.repo.replace("unseen-", "unseen."): "1"},
         )
         for chunk in logs:
             line = str(chunk.get("stream", "")).rstrip()
@@ -219,5 +240,20 @@ def build_runner_image(
         raise ImageBuildError(f"docker build failed: {exc.msg}\n{tail}") from exc
     except DockerException as exc:
         raise ImageBuildError(f"Docker engine error: {exc}; is the engine running?") from exc
-    engine.images.get(tag).tag(RUNNER_REPO, "latest")
+    engine.images.get(tag).tag(spec.repo, "latest")
     return tag
+
+
+def build_runner_image(
+    progress: Progress | None = None, client: docker.DockerClient | None = None
+) -> str:
+    """The sandbox's runner image: what every block runs in."""
+    return build_image(RUNNER, progress, client)
+
+
+def build_server_image(
+    progress: Progress | None = None, client: docker.DockerClient | None = None
+) -> str:
+    """The server as a container (docker-compose); needs the runner image on the same engine."""
+    build_runner_image(progress, client)
+    return build_image(server_spec(), progress, client)

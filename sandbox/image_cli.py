@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -9,6 +11,7 @@ from sandbox.image import (
     ImageBuildError,
     ImageMissingError,
     build_runner_image,
+    build_server_image,
     ensure_runner_image,
 )
 
@@ -17,10 +20,14 @@ console = Console(stderr=True)
 
 
 @app.command()
-def build() -> None:
+def build(
+    server: Annotated[
+        bool, typer.Option("--server", help="Also build the server image for docker-compose.")
+    ] = False,
+) -> None:
     """Build the runner image offline (debootstrap base, host wheels); quick when present.
 
-    Example: unseen images build
+    Example: unseen images build --server
     """
     with console.status("building the runner image") as status:
 
@@ -30,7 +37,7 @@ def build() -> None:
                 console.print(line, markup=False, highlight=False)
 
         try:
-            tag = build_runner_image(show)
+            tag = (build_server_image if server else build_runner_image)(show)
         except ImageBuildError as exc:
             console.print(f"[red]image build failed:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc

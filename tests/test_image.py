@@ -46,7 +46,7 @@ def test_tag_is_a_content_hash_and_present(client: docker.DockerClient, runner_i
 def test_second_build_is_a_no_op(runner_image: str) -> None:
     lines: list[str] = []
     assert build_runner_image(lines.append) == runner_image
-    assert lines == [f"runner image {runner_image} present"]
+    assert lines == [f"image {runner_image} present"]
 
 
 def test_default_user_is_not_root(client: docker.DockerClient, runner_image: str) -> None:
