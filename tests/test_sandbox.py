@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from privacy.outputs import make_output_spec, parse_block_output
-from sandbox.container import SANDBOX_LABEL, RunEnd, SandboxLimits, reap_orphans, run_block
+from sandbox.container import (
+    SANDBOX_LABEL,
+    BlockRun,
+    RunEnd,
+    SandboxLimits,
+    reap_orphans,
+    run_block,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -62,38 +69,47 @@ NAMES = [
 ]
 
 
+NODE = "test-sandbox"
+
+
 @pytest.fixture(scope="module")
 def client() -> docker.DockerClient:
     return docker.from_env()
 
 
-@pytest.fixture
-def block(tmp_path: Path) -> Path:
-    path = tmp_path / "block.parquet"
-    pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(path)
-    path.chmod(0o644)
-    tmp_path.chmod(0o755)
-    return path
-
-
-def code_file(tmp_path: Path, source: str) -> Path:
-    path = tmp_path / "analysis.py"
-    path.write_text(source)
-    path.chmod(0o644)
-    return path
-
-
-def test_hardening_holds_for_probing_code(
-    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
-) -> None:
-    run = run_block(
-        client,
-        runner_image,
-        code_file(tmp_path, PROBES),
-        block,
-        SandboxLimits(),
-        {"unseen.node": "test-sandbox"},
+def leftovers(client: docker.DockerClient, node: str = NODE) -> list[object]:
+    return client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"unseen.node={node}"}
     )
+
+
+class Sandbox:
+    """Runs a source string on a three-row block in the real runner image."""
+
+    def __init__(self, client: docker.DockerClient, image: str, work: Path) -> None:
+        self.client, self.image, self.work = client, image, work
+        work.chmod(0o755)
+        self.block = work / "block.parquet"
+        pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(self.block)
+        self.block.chmod(0o644)
+
+    def run(self, source: str, limits: SandboxLimits | None = None) -> BlockRun:
+        code = self.work / "analysis.py"
+        code.write_text(source)
+        code.chmod(0o644)
+        return run_block(
+            self.client, self.image, code, self.block, limits or SandboxLimits(),
+            {"unseen.node": NODE},
+        )  # fmt: skip
+
+
+@pytest.fixture
+def sandbox(client: docker.DockerClient, runner_image: str, tmp_path: Path) -> Sandbox:
+    return Sandbox(client, runner_image, tmp_path)
+
+
+def test_hardening_holds_for_probing_code(sandbox: Sandbox) -> None:
+    run = sandbox.run(PROBES)
     assert run.end is RunEnd.EXITED, run.stderr
     specs = [make_output_spec(name, -1, 1e9) for name in NAMES]
     values = parse_block_output(run.stdout, specs).values
@@ -108,94 +124,55 @@ def test_hardening_holds_for_probing_code(
         "docker_socket": 0.0,
         "interfaces": 1.0,  # loopback only
     }
-    assert not client.containers.list(
-        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
-    )
+    assert not leftovers(sandbox.client)
 
 
-def test_wall_clock_limit_kills_and_removes(
-    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
-) -> None:
-    code = code_file(tmp_path, "def analyze(df):\n    while True:\n        pass\n")
-    run = run_block(
-        client,
-        runner_image,
-        code,
-        block,
-        SandboxLimits(wall_seconds=3),
-        {"unseen.node": "test-sandbox"},
+def test_wall_clock_limit_kills_and_removes(sandbox: Sandbox) -> None:
+    run = sandbox.run(
+        "def analyze(df):\n    while True:\n        pass\n", SandboxLimits(wall_seconds=3)
     )
     assert run.end is RunEnd.TIMEOUT
     assert 3 <= run.seconds < 30
-    assert not client.containers.list(
-        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
-    )
+    assert not leftovers(sandbox.client)
 
 
-def test_memory_limit_ends_the_block(
-    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
-) -> None:
-    code = code_file(tmp_path, "def analyze(df):\n    x = bytearray(2 * 1024**3)\n    return {}\n")
-    run = run_block(
-        client,
-        runner_image,
-        code,
-        block,
+def test_memory_limit_ends_the_block(sandbox: Sandbox) -> None:
+    run = sandbox.run(
+        "def analyze(df):\n    x = bytearray(2 * 1024**3)\n    return {}\n",
         SandboxLimits(memory_bytes=256 * 1024 * 1024),
-        {"unseen.node": "test-sandbox"},
     )
     # Either the kernel OOM-kills the process or Python's allocation fails inside the harness.
     assert run.end in (RunEnd.OOM, RunEnd.NONZERO)
 
 
-def test_result_channel_and_logs_are_capped(
-    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
-) -> None:
-    code = code_file(
-        tmp_path,
-        "import sys\ndef analyze(df):\n"
-        "    for _ in range(200):\n        print('y' * 100_000)\n"
-        "    return {'n': 1.0}\n",
-    )
+def test_result_channel_and_logs_are_capped(sandbox: Sandbox) -> None:
     limits = SandboxLimits()
-    run = run_block(client, runner_image, code, block, limits, {"unseen.node": "test-sandbox"})
+    run = sandbox.run(
+        "def analyze(df):\n    for _ in range(200):\n        print('y' * 100_000)\n"
+        "    return {'n': 1.0}\n",
+        limits,
+    )
     assert run.end is RunEnd.EXITED
     assert len(run.stderr) <= limits.stderr_bytes
     assert parse_block_output(run.stdout, [make_output_spec("n", 0, 2)]).values == {"n": 1.0}
 
 
 def test_orphans_of_this_node_are_reaped(client: docker.DockerClient, runner_image: str) -> None:
-    client.containers.create(
-        runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "test-orphans"}
-    )
-    assert reap_orphans(client, "test-orphans") == 1
-    assert not client.containers.list(
-        all=True, ignore_removed=True, filters={"label": "unseen.node=test-orphans"}
-    )
+    client.containers.create(runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "orphans"})
+    assert reap_orphans(client, "orphans") == 1
+    assert not leftovers(client, "orphans")
 
 
-def test_closing_streams_and_lingering_is_a_timeout_not_a_sandbox_error(
-    client: docker.DockerClient, runner_image: str, block: Path, tmp_path: Path
-) -> None:
+def test_closing_streams_and_lingering_is_a_timeout_not_a_sandbox_error(sandbox: Sandbox) -> None:
     """Code that closes every stream and lives on must not turn into an infrastructure error
     (which would fail the job visibly, on a condition of the data): it is a timed-out block."""
-    code = code_file(
-        tmp_path,
+    run = sandbox.run(
         "import os, time\ndef analyze(df):\n"
         "    for fd in range(0, 64):\n"
         "        try:\n            os.close(fd)\n        except OSError:\n            pass\n"
         "    time.sleep(600)\n",
-    )
-    run = run_block(
-        client,
-        runner_image,
-        code,
-        block,
         SandboxLimits(wall_seconds=3),
-        {"unseen.node": "test-sandbox"},
     )
     assert run.end is RunEnd.TIMEOUT
     assert run.seconds < 30
-    assert not client.containers.list(
-        all=True, ignore_removed=True, filters={"label": "unseen.node=test-sandbox"}
-    )
+    assert not leftovers(sandbox.client)
