@@ -1,14 +1,38 @@
-"""Pre-flight check of submitted code: clear, early errors for honest mistakes.
+"""Pre-flight policy for submitted code: clear, early errors for honest mistakes and obvious abuse.
 
 This is a courtesy, never the security boundary (the container and trusted aggregation are):
-it catches syntax errors and a missing ``analyze`` before any budget is reserved, and names
-the line and the fix.
+code that slips past it — a ``getattr`` trick, a network call through pandas — is still
+contained at run time. It catches, before any budget is reserved, and naming the line and fix:
+
+* syntax errors;
+* constructs RestrictedPython refuses (``exec``/``eval``, dunder names and attributes such as
+  ``__class__`` or ``__import__``, private attributes) — its compiler is used as a linter only;
+* imports outside the allow-list of analysis libraries;
+* a missing or malformed ``analyze(df)``.
+
+Names that merely start with one underscore (``_helper``, ``_``) are ordinary Python style and
+allowed, although RestrictedPython's own runtime would refuse them: that runtime is not used.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
+
+from RestrictedPython import compile_restricted_exec
+
+ALLOWED_MODULES = frozenset(
+    {
+        "pandas", "numpy", "scipy", "sklearn", "statsmodels",
+        "math", "statistics", "datetime", "collections", "itertools", "functools", "re", "json",
+        "typing", "dataclasses", "time", "__future__",
+    }
+)  # fmt: skip
+_ALLOWED_TEXT = ", ".join(sorted(ALLOWED_MODULES - {"__future__"}))
+_RESTRICTED_LINE = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
+#: RestrictedPython's complaint about a plain (non-dunder) name with a leading underscore.
+_SINGLE_UNDERSCORE_NAME = re.compile(r'^"_(?!_)[^"]*" is an invalid variable name')
 
 
 @dataclass(frozen=True)
@@ -20,16 +44,46 @@ class PolicyViolation:
         return f"line {self.line}: {self.message}" if self.line else self.message
 
 
-def check_code(source: str, max_bytes: int = 256 * 1024) -> list[PolicyViolation]:
-    """Return every problem found; an empty list means the code may be queued."""
-    if len(source.encode("utf-8")) > max_bytes:
-        return [PolicyViolation(None, f"code is larger than {max_bytes} bytes; trim it")]
-    if "\x00" in source:
-        return [PolicyViolation(None, "code contains a NUL byte; submit a plain text .py file")]
-    try:
-        tree = ast.parse(source, filename="analysis.py")
-    except SyntaxError as exc:
-        return [PolicyViolation(exc.lineno, f"syntax error: {exc.msg}; fix it and resubmit")]
+def _restricted_python(source: str) -> list[PolicyViolation]:
+    found = []
+    for error in compile_restricted_exec(source, filename="analysis.py").errors:
+        match = _RESTRICTED_LINE.match(error)
+        line, text = (int(match.group(1)), match.group(2)) if match else (None, error)
+        if _SINGLE_UNDERSCORE_NAME.match(text):
+            continue
+        found.append(PolicyViolation(line, f"{text.rstrip('.')}; rewrite without it"))
+    return found
+
+
+def _imports(tree: ast.Module) -> list[PolicyViolation]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                found.append(
+                    PolicyViolation(
+                        node.lineno, "relative imports are not allowed; put all code in one file"
+                    )
+                )
+                continue
+            modules = [node.module or ""]
+        else:
+            continue
+        for module in modules:
+            if module.split(".")[0] not in ALLOWED_MODULES:
+                found.append(
+                    PolicyViolation(
+                        node.lineno,
+                        f"import of {module!r} is not allowed; use only: {_ALLOWED_TEXT} "
+                        "(files and network are unavailable in the sandbox anyway)",
+                    )
+                )
+    return found
+
+
+def _analyze_function(tree: ast.Module) -> list[PolicyViolation]:
     analyze = [
         node
         for node in tree.body
@@ -56,3 +110,17 @@ def check_code(source: str, max_bytes: int = 256 * 1024) -> list[PolicyViolation
             )
         ]
     return []
+
+
+def check_code(source: str, max_bytes: int = 256 * 1024) -> list[PolicyViolation]:
+    """Return every problem found, in line order; an empty list means the code may be queued."""
+    if len(source.encode("utf-8")) > max_bytes:
+        return [PolicyViolation(None, f"code is larger than {max_bytes} bytes; trim it")]
+    if "\x00" in source:
+        return [PolicyViolation(None, "code contains a NUL byte; submit a plain text .py file")]
+    try:
+        tree = ast.parse(source, filename="analysis.py")
+    except SyntaxError as exc:
+        return [PolicyViolation(exc.lineno, f"syntax error: {exc.msg}; fix it and resubmit")]
+    found = _restricted_python(source) + _imports(tree) + _analyze_function(tree)
+    return sorted(found, key=lambda v: (v.line or 0, v.message))

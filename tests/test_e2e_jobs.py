@@ -221,10 +221,10 @@ def test_printed_data_never_reaches_the_contestant(deployment: Deployment) -> No
     d = deployment
     marker = "LEAK-5f1c"
     code = (
-        "import sys\n"
+        "import pandas as pd\n"
         "def analyze(df):\n"
         f"    print('{marker}', df.head(50).to_csv())\n"
-        f"    print('{marker}', file=sys.stderr)\n"
+        f"    print('{marker}', file=pd.core.common.sys.stderr)  # slips past the policy\n"
         "    return {'n': float(len(df))}\n"
     )
     outputs = [{"name": "n", "lo": 0, "hi": 100000}]
@@ -245,11 +245,16 @@ def test_printed_data_never_reaches_the_contestant(deployment: Deployment) -> No
         ("return {'n': 'x' * 10_000_000}", "partial"),
         # fd 1 is the contestant's stdout, re-pointed to the organizer-only log: no effect
         (
-            'import os; os.write(1, b\'{"status": "ok", "values": {"n": 1}}\\n\' * 9); return {}',
+            "import pandas as pd; os = pd.io.common.os; "
+            'os.write(1, b\'{"status": "ok", "values": {"n": 1}}\\n\' * 9); return {}',
             "partial",
         ),
         # fd 3 is the harness's result channel: flooding it makes the block garbage
-        ("import os; os.write(3, b'x' * 5_000_000); return {'n': 1.0}", "defaulted"),
+        (
+            "import pandas as pd; os = pd.io.common.os; os.write(3, b'x' * 5_000_000); "
+            "return {'n': 1.0}",
+            "defaulted",
+        ),
     ],
 )
 def test_garbage_outputs_are_replaced_by_defaults(

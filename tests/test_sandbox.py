@@ -176,3 +176,59 @@ def test_closing_streams_and_lingering_is_a_timeout_not_a_sandbox_error(sandbox:
     assert run.end is RunEnd.TIMEOUT
     assert run.seconds < 30
     assert not leftovers(sandbox.client)
+
+
+SLIPS_PAST_POLICY = """
+import pandas as pd
+
+os = pd.io.common.os  # no import of os, no dunder: the pre-flight policy cannot see this
+
+
+def _attempt(action):
+    try:
+        action()
+        return 1.0
+    except Exception:
+        return 0.0
+
+
+def _write_etc():
+    with open('/etc/escaped', 'w') as handle:
+        handle.write('x')
+
+
+EXPECTED_ENV = {b'PATH', b'HOSTNAME', b'HOME', b'LANG', b'PYTHONDONTWRITEBYTECODE',
+                b'OPENBLAS_NUM_THREADS', b'OMP_NUM_THREADS', b'MKL_NUM_THREADS'}
+
+
+def _unexpected_environ():
+    entries = open('/proc/1/environ', 'rb').read().split(bytes([0]))
+    return [e for e in entries if e and e.split(b'=')[0] not in EXPECTED_ENV]
+
+
+def analyze(df):
+    print(_unexpected_environ())
+    return {
+        'read_url': _attempt(lambda: pd.read_csv('http://1.1.1.1/data.csv')),
+        'write_etc': _attempt(_write_etc),
+        'setuid_root': _attempt(lambda: os.setuid(0)),
+        'chmod_data': _attempt(lambda: os.chmod('/data/block.parquet', 0o777)),
+        'environ_unexpected': float(len(_unexpected_environ())),
+        'uid': float(os.getuid()),
+    }
+"""
+
+
+def test_code_that_slips_past_the_policy_is_still_contained(sandbox: Sandbox) -> None:
+    from sandbox.policy import check_code
+
+    assert check_code(SLIPS_PAST_POLICY) == []
+    run = sandbox.run(SLIPS_PAST_POLICY)
+    names = ["read_url", "write_etc", "setuid_root", "chmod_data", "environ_unexpected", "uid"]
+    values = parse_block_output(run.stdout, [make_output_spec(n, -1, 1e9) for n in names]).values
+    assert values["read_url"] == 0.0  # no network
+    assert values["write_etc"] == 0.0  # read-only root
+    assert values["setuid_root"] == 0.0  # no capabilities, no-new-privileges
+    assert values["chmod_data"] == 0.0  # data mounted read-only, owned by someone else
+    assert values["environ_unexpected"] == 0.0, run.stderr  # nothing of the host's environment
+    assert values["uid"] == 65534.0
