@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = EmbeddedWorker(SqlJobStore(db, settings.jobs_dir), sandbox, settings.slots)
         with db.transaction() as session:
             pending = crud.recover_interrupted(session)
-        app.state.context = AppContext(settings, db, worker, sandbox.image_problem)
+        app.state.context = AppContext(settings, db, worker, sandbox.image_problem, sandbox)
         worker.start(pending)
         try:
             yield

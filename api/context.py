@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from api.db import Database
 from api.settings import Settings
 from runner.embedded import EmbeddedWorker
+from runner.pipeline import BlockRunner
 
 
 @dataclass
@@ -19,6 +20,7 @@ class AppContext:
     db: Database
     worker: EmbeddedWorker
     image_ready: Callable[[], str | None]  # None when the runner image is ready, else the fix
+    run_block: BlockRunner  # the sandbox, for synchronous runs on public samples
 
 
 def _context(request: Request) -> AppContext:

@@ -88,6 +88,7 @@ class Job(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     mode: Mapped[str] = mapped_column(String(16), default="aggregate")
+    target: Mapped[str] = mapped_column(String(8), default="full")  # full | sample
     state: Mapped[str] = mapped_column(String(24), index=True)
     code: Mapped[str] = mapped_column(Text)
     outputs: Mapped[list[Any]] = mapped_column()  # [{name, lo, hi, default}]
@@ -104,6 +105,8 @@ class Job(Base):
     # Noisy values: stored at awaiting_review, shown to the team only once released.
     result: Mapped[list[Any] | None] = mapped_column(default=None)
     noise_drawn: Mapped[bool] = mapped_column(default=False)
+    # A run on the public sample keeps its full output: the sample is public.
+    sample_run: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     review_reason: Mapped[str | None] = mapped_column(Text, default=None)
     reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

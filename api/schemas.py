@@ -81,9 +81,14 @@ class NewJob(Strict):
     dataset: str
     code: str = Field(description="Python source defining analyze(df) -> dict[str, float].")
     outputs: list[OutputIn] = Field(description="Every value analyze returns, with bounds.")
-    epsilon: float = Field(gt=0, le=10)
+    epsilon: float | None = Field(None, gt=0, le=10, description="Required for target=full.")
     combine: Literal["mean", "sum"] = "mean"
     mode: Literal["aggregate"] = "aggregate"
+    target: Literal["full", "sample"] = Field(
+        "full",
+        description="full: the full data, DP release, budget charged. sample: the public "
+        "sample, raw values and full logs, no budget.",
+    )
 
 
 class EstimateIn(Strict):
@@ -109,6 +114,19 @@ class ReleasedOut(BaseModel):
     epsilon: float
 
 
+class SampleRunOut(BaseModel):
+    """Everything about a run on the public sample: values, logs, traceback. No noise."""
+
+    values: dict[str, float]
+    outcome: str
+    reason: str
+    end: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+
 class Progress(BaseModel):
     blocks_done: int
     blocks_total: int
@@ -121,6 +139,7 @@ class JobOut(BaseModel):
     dataset: str
     team: str
     mode: str
+    target: str
     state: str
     epsilon: float
     combine: str
@@ -129,6 +148,9 @@ class JobOut(BaseModel):
     error_class: str | None
     review_reason: str | None
     result: list[ReleasedOut] | None
+    sample_run: SampleRunOut | None = Field(
+        None, description="Only for target=sample; full-data runs never return logs."
+    )
     created_at: datetime
     updated_at: datetime
 

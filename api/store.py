@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from privacy.budget import to_epsilon
 from privacy.outputs import Combine, make_output_spec
 from runner.blocks import load_layout
 from runner.pipeline import AggregateResult
+from runner.sample import write_code
 from runner.tasks import ClaimedJob, ErrorClass, JobState
 
 
@@ -20,15 +20,6 @@ class SqlJobStore:
     def __init__(self, db: Database, jobs_dir: Path) -> None:
         self._db = db
         self._jobs_dir = jobs_dir
-
-    def _write_code(self, job: Job) -> Path:
-        directory = self._jobs_dir / job.id
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o755)
-        path = directory / "analysis.py"
-        path.write_text(job.code, encoding="utf-8")
-        os.chmod(path, 0o644)  # read-only bind mount for the sandbox's unprivileged uid
-        return path
 
     def claim(self, job_id: str) -> ClaimedJob | None:
         with self._db.transaction() as session:
@@ -44,7 +35,12 @@ class SqlJobStore:
             crud.audit(session, None, "job.started", job=job_id)
         outputs = [make_output_spec(**spec) for spec in job.outputs]
         return ClaimedJob(
-            job_id, self._write_code(job), layout, outputs, Combine(job.combine), job.epsilon
+            job_id,
+            write_code(self._jobs_dir, job.id, job.code),
+            layout,
+            outputs,
+            Combine(job.combine),
+            job.epsilon,
         )
 
     def progress(self, job_id: str, done: int, total: int) -> None:

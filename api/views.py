@@ -12,6 +12,7 @@ from api.schemas import (
     OutputIn,
     Progress,
     ReleasedOut,
+    SampleRunOut,
 )
 from privacy.budget import remaining_units, to_epsilon
 from runner.tasks import JobState
@@ -55,6 +56,7 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "dataset": dataset,
         "team": team,
         "mode": job.mode,
+        "target": job.target,
         "state": job.state,
         "epsilon": job.epsilon,
         "combine": job.combine,
@@ -63,6 +65,7 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "error_class": job.error_class,
         "review_reason": job.review_reason,
         "result": _values(job.result) if released else None,
+        "sample_run": SampleRunOut(**job.sample_run) if job.sample_run else None,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
     }

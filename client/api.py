@@ -99,8 +99,9 @@ class UnseenClient:
         dataset: str,
         code: str,
         outputs: list[dict[str, Any]],
-        epsilon: float,
+        epsilon: float | None,
         combine: str = "mean",
+        target: str = "full",
     ) -> dict[str, Any]:
         body = {
             "dataset": dataset,
@@ -108,8 +109,15 @@ class UnseenClient:
             "outputs": outputs,
             "epsilon": epsilon,
             "combine": combine,
+            "target": target,
         }
         return self._request("POST", "/v1/jobs", json=body)
+
+    def run_on_sample(
+        self, dataset: str, code: str, outputs: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run on the public sample now: raw values and full logs, no budget."""
+        return self.submit(dataset, code, outputs, None, target="sample")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}")

@@ -28,6 +28,7 @@ CONTESTANT_FIELDS = {
     "dataset",
     "team",
     "mode",
+    "target",
     "state",
     "epsilon",
     "combine",
@@ -36,6 +37,7 @@ CONTESTANT_FIELDS = {
     "error_class",
     "review_reason",
     "result",
+    "sample_run",
     "created_at",
     "updated_at",
 }
@@ -230,6 +232,7 @@ def test_printed_data_never_reaches_the_contestant(deployment: Deployment) -> No
     outputs = [{"name": "n", "lo": 0, "hi": 100000}]
     job = run_to_review(d, d.contestant, code, outputs)
     d.organizer.release(job["id"])
+    assert d.contestant.job(job["id"])["sample_run"] is None
     seen = json.dumps([d.contestant.job(job["id"]), d.contestant.jobs()])
     assert marker not in seen
     assert "card_id" not in seen

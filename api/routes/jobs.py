@@ -3,14 +3,17 @@ unknown dataset, bad code, bad outputs, budget — and reserves the budget atomi
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import APIRouter, Response
 from sqlalchemy import Select, select
 
 from api import crud
 from api.auth import Contestant, CurrentUser
 from api.context import Context
 from api.errors import ApiError, not_found
-from api.models import Dataset, Job, Team, User
+from api.models import Dataset, Job, Team, User, new_id
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view
 from privacy.budget import BudgetError, charge_units
@@ -22,6 +25,7 @@ from privacy.outputs import (
     validate_output_specs,
 )
 from privacy.sample_aggregate import plan_noise
+from runner.sample import run_on_sample, write_code
 from runner.tasks import JobState
 from sandbox.policy import check_code
 
@@ -48,7 +52,8 @@ def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOu
 
 
 @router.post("/jobs", status_code=202)
-def submit(body: NewJob, ctx: Context, user: Contestant) -> JobOut:
+def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> JobOut:
+    """Queue a full-data job (202), or run on the public sample at once (200, no budget)."""
     violations = check_code(body.code, ctx.settings.max_code_bytes)
     if violations:
         raise ApiError(
@@ -58,13 +63,18 @@ def submit(body: NewJob, ctx: Context, user: Contestant) -> JobOut:
             problems=[{"line": v.line, "message": v.message} for v in violations],
         )
     specs = _specs(body.outputs)
+    image_problem = ctx.image_ready()
+    if image_problem:
+        raise ApiError(503, "runner_image_missing", str(image_problem))
+    if body.target == "sample":
+        response.status_code = 200
+        return _run_on_sample(body, specs, ctx, user)
+    if body.epsilon is None:
+        raise ApiError(422, "bad_epsilon", "a full-data job needs epsilon, e.g. 0.5")
     try:
         units = charge_units(body.epsilon)
     except BudgetError as exc:
         raise ApiError(422, "bad_epsilon", str(exc)) from exc
-    image_problem = ctx.image_ready()
-    if image_problem:
-        raise ApiError(503, "runner_image_missing", str(image_problem))
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset)
         team = session.get(Team, user.team_id)
@@ -92,6 +102,38 @@ def submit(body: NewJob, ctx: Context, user: Contestant) -> JobOut:
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
     return view
+
+
+def _run_on_sample(body: NewJob, specs: list[OutputSpec], ctx: Context, user: User) -> JobOut:
+    with ctx.db.read() as session:
+        dataset = crud.get_dataset(session, body.dataset)
+    job_id = new_id()
+    code_path = write_code(ctx.settings.jobs_dir, job_id, body.code)
+    run = run_on_sample(code_path, Path(dataset.sample_path), specs, ctx.run_block)
+    with ctx.db.transaction() as session:
+        team = session.get(Team, user.team_id)
+        assert team is not None
+        job = Job(
+            id=job_id,
+            team_id=team.id,
+            user_id=user.id,
+            dataset_id=dataset.id,
+            mode=body.mode,
+            target="sample",
+            state=JobState.RELEASED.value,
+            code=body.code,
+            outputs=[vars(spec) for spec in specs],
+            combine=body.combine,
+            epsilon=0.0,
+            charge_units=0,
+            blocks_done=1,
+            blocks_total=1,
+            sample_run=asdict(run),
+        )
+        session.add(job)
+        session.flush()
+        crud.audit(session, user, "job.sample_run", job=job_id, dataset=dataset.name)
+        return job_view(job, dataset.name, team.name, organizer=False)
 
 
 def _visible_jobs(user: User) -> Select[tuple[Job, str, str]]:
