@@ -74,6 +74,7 @@ def hardened_config(
     labels: dict[str, str],
 ) -> dict[str, object]:
     """Keyword arguments for ``containers.create``: one place that states every hardening."""
+    # /tmp and /out are mode 1777 in the image; Docker copies that mode onto each tmpfs.
     tmpfs_opts = f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"
     return {
         "image": image,
@@ -83,7 +84,7 @@ def hardened_config(
         "user": UNPRIVILEGED_USER,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
-        "ipc_mode": "private",
+        "ipc_mode": "none",  # no /dev/shm at all: one writable place fewer
         "pids_limit": limits.pids,
         "mem_limit": limits.memory_bytes,
         "memswap_limit": limits.memory_bytes,

@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import pandas as pd
 import pytest
 
 from api.launcher import ServerProcess
 from client.api import UnseenClient
+from sandbox.container import BlockRun, SandboxLimits, run_block
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
@@ -114,3 +117,44 @@ def deployment(
     deployed = start_deployment(tmp_path_factory.mktemp("server"), soda, env)
     yield deployed
     deployed.server.stop()
+
+
+# --- the sandbox alone, without a server -------------------------------------------
+
+SANDBOX_NODE = "test-sandbox"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+def leftovers(client: docker.DockerClient, node: str = SANDBOX_NODE) -> list[object]:
+    return client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"unseen.node={node}"}
+    )
+
+
+class Sandbox:
+    """Runs a source string on a three-row block in the real runner image, hardened."""
+
+    def __init__(self, client: docker.DockerClient, image: str, work: Path) -> None:
+        self.client, self.image, self.work = client, image, work
+        work.chmod(0o755)
+        self.block = work / "block.parquet"
+        pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(self.block)
+        self.block.chmod(0o644)
+
+    def run(self, source: str, limits: SandboxLimits | None = None) -> BlockRun:
+        code = self.work / "analysis.py"
+        code.write_text(source)
+        code.chmod(0o644)
+        return run_block(
+            self.client, self.image, code, self.block, limits or SandboxLimits(),
+            {"unseen.node": SANDBOX_NODE},
+        )  # fmt: skip
+
+
+@pytest.fixture
+def sandbox(docker_client: docker.DockerClient, runner_image: str, tmp_path: Path) -> Sandbox:
+    return Sandbox(docker_client, runner_image, tmp_path)

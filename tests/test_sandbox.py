@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import docker
-import pandas as pd
 import pytest
 
 from privacy.outputs import make_output_spec, parse_block_output
 from sandbox.container import (
     SANDBOX_LABEL,
-    BlockRun,
     RunEnd,
     SandboxLimits,
     reap_orphans,
-    run_block,
 )
+from tests.conftest import Sandbox, leftovers
 
 pytestmark = pytest.mark.docker
 
@@ -69,45 +65,6 @@ NAMES = [
 ]
 
 
-NODE = "test-sandbox"
-
-
-@pytest.fixture(scope="module")
-def client() -> docker.DockerClient:
-    return docker.from_env()
-
-
-def leftovers(client: docker.DockerClient, node: str = NODE) -> list[object]:
-    return client.containers.list(
-        all=True, ignore_removed=True, filters={"label": f"unseen.node={node}"}
-    )
-
-
-class Sandbox:
-    """Runs a source string on a three-row block in the real runner image."""
-
-    def __init__(self, client: docker.DockerClient, image: str, work: Path) -> None:
-        self.client, self.image, self.work = client, image, work
-        work.chmod(0o755)
-        self.block = work / "block.parquet"
-        pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(self.block)
-        self.block.chmod(0o644)
-
-    def run(self, source: str, limits: SandboxLimits | None = None) -> BlockRun:
-        code = self.work / "analysis.py"
-        code.write_text(source)
-        code.chmod(0o644)
-        return run_block(
-            self.client, self.image, code, self.block, limits or SandboxLimits(),
-            {"unseen.node": NODE},
-        )  # fmt: skip
-
-
-@pytest.fixture
-def sandbox(client: docker.DockerClient, runner_image: str, tmp_path: Path) -> Sandbox:
-    return Sandbox(client, runner_image, tmp_path)
-
-
 def test_hardening_holds_for_probing_code(sandbox: Sandbox) -> None:
     run = sandbox.run(PROBES)
     assert run.end is RunEnd.EXITED, run.stderr
@@ -157,10 +114,14 @@ def test_result_channel_and_logs_are_capped(sandbox: Sandbox) -> None:
     assert parse_block_output(run.stdout, [make_output_spec("n", 0, 2)]).values == {"n": 1.0}
 
 
-def test_orphans_of_this_node_are_reaped(client: docker.DockerClient, runner_image: str) -> None:
-    client.containers.create(runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "orphans"})
-    assert reap_orphans(client, "orphans") == 1
-    assert not leftovers(client, "orphans")
+def test_orphans_of_this_node_are_reaped(
+    docker_client: docker.DockerClient, runner_image: str
+) -> None:
+    docker_client.containers.create(
+        runner_image, labels={SANDBOX_LABEL: "1", "unseen.node": "orphans"}
+    )
+    assert reap_orphans(docker_client, "orphans") == 1
+    assert not leftovers(docker_client, "orphans")
 
 
 def test_closing_streams_and_lingering_is_a_timeout_not_a_sandbox_error(sandbox: Sandbox) -> None:

@@ -1,0 +1,298 @@
+"""Every hardening of a full-data block run, each tried by hostile code in the real container.
+
+Each probe runs inside the sandbox and reports what it managed as numbers (1.0 = it got
+through); the host parses them with the production parser. After each hostile run the next
+ordinary block must still run: the worker stays healthy.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from privacy.outputs import make_output_spec, parse_block_output
+from sandbox.container import RunEnd, SandboxLimits, hardened_config
+from tests.conftest import Sandbox, leftovers
+
+pytestmark = pytest.mark.docker
+
+MiB = 1024 * 1024
+HEALTHY = "def analyze(df):\n    return {'n': float(len(df))}\n"
+
+
+def probe(sandbox: Sandbox, body: str, names: list[str], **limits: float) -> dict[str, float]:
+    """Run hostile ``body`` (which defines analyze) and read back its reported numbers."""
+    run = sandbox.run(body, SandboxLimits(**limits) if limits else None)
+    assert run.end is RunEnd.EXITED, (run.end, run.stderr[-2000:])
+    specs = [make_output_spec(name, -1e12, 1e12) for name in names]
+    parsed = parse_block_output(run.stdout, specs)
+    assert parsed.outcome.value == "ok", (parsed.reason, run.stdout[-500:], run.stderr[-2000:])
+    return parsed.values
+
+
+def assert_still_healthy(sandbox: Sandbox) -> None:
+    run = sandbox.run(HEALTHY)
+    assert run.end is RunEnd.EXITED
+    assert parse_block_output(run.stdout, [make_output_spec("n", 0, 10)]).values == {"n": 3.0}
+    assert not leftovers(sandbox.client)
+
+
+TRY = """
+import os, socket, resource
+
+def tried(action):
+    try:
+        action()
+        return 1.0
+    except Exception:
+        return 0.0
+
+def write(path, size=1):
+    with open(path, 'wb') as handle:
+        handle.write(b'x' * size)
+
+def status(field):
+    for line in open('/proc/self/status'):
+        if line.startswith(field + ':'):
+            return line.split()[1]
+    return '-1'
+"""
+
+
+def test_network_is_absent(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def analyze(df):
+    return {
+        'route': tried(lambda: socket.create_connection(('1.1.1.1', 53), timeout=2)),
+        'dns': tried(lambda: socket.getaddrinfo('deb.debian.org', 80)),
+        'gateway': tried(lambda: socket.create_connection(('172.17.0.1', 2375), timeout=2)),
+        'udp': tried(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(
+            b'x', ('8.8.8.8', 53))),
+        'interfaces': float(len(socket.if_nameindex())),
+    }
+""",
+        ["route", "dns", "gateway", "udp", "interfaces"],
+    )
+    assert values == {"route": 0.0, "dns": 0.0, "gateway": 0.0, "udp": 0.0, "interfaces": 1.0}
+    assert_still_healthy(sandbox)
+
+
+def test_root_code_and_data_are_read_only(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def analyze(df):
+    return {
+        'root': tried(lambda: write('/escape')),
+        'etc': tried(lambda: write('/etc/passwd')),
+        'usr': tried(lambda: write('/usr/lib/python3/x.py')),
+        'code': tried(lambda: write('/job/analysis.py')),
+        'data': tried(lambda: write('/data/block.parquet')),
+        'data_dir': tried(lambda: write('/data/other')),
+        'tmp': tried(lambda: write('/tmp/scratch')),
+        'out': tried(lambda: write('/out/result')),
+        'shm': tried(lambda: write('/dev/shm/x')),
+    }
+""",
+        ["root", "etc", "usr", "code", "data", "data_dir", "tmp", "out", "shm"],
+    )
+    assert values == {
+        "root": 0.0, "etc": 0.0, "usr": 0.0, "code": 0.0, "data": 0.0, "data_dir": 0.0,
+        "tmp": 1.0, "out": 1.0,  # the only writable places: size-capped tmpfs
+        "shm": 0.0,  # no /dev/shm at all
+    }  # fmt: skip
+
+
+def test_scratch_is_size_capped_and_file_size_limited(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def fill(path):
+    written = 0
+    try:
+        with open(path, 'wb') as handle:
+            while True:
+                handle.write(b'x' * 1048576)
+                handle.flush()
+                written += 1048576
+    except OSError:
+        pass
+    return float(written)
+
+def analyze(df):
+    return {
+        'tmp_bytes': fill('/tmp/fill'),
+        'fsize_limit': float(resource.getrlimit(resource.RLIMIT_FSIZE)[0]),
+    }
+""",
+        ["tmp_bytes", "fsize_limit"],
+        tmpfs_bytes=8 * MiB,
+        file_size_bytes=4 * MiB,
+    )
+    assert values["fsize_limit"] == 4 * MiB
+    assert values["tmp_bytes"] <= 4 * MiB  # the file-size limit bites before the 8 MiB tmpfs
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def analyze(df):
+    total = 0
+    for i in range(100):
+        try:
+            with open(f'/tmp/part{i}', 'wb') as handle:
+                handle.write(b'x' * 1048576)
+            total += 1048576
+        except OSError:
+            break
+    return {'tmp_total': float(total)}
+""",
+        ["tmp_total"],
+        tmpfs_bytes=8 * MiB,
+        file_size_bytes=4 * MiB,
+    )
+    assert values["tmp_total"] <= 8 * MiB  # many small files: the tmpfs size caps them
+    assert_still_healthy(sandbox)
+
+
+def test_privileges_are_gone(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def mount_flags(point):
+    for line in open('/proc/self/mountinfo'):
+        fields = line.split()
+        if fields[4] == point:
+            return fields[5]
+    return ''
+
+def analyze(df):
+    return {
+        'uid': float(os.getuid()),
+        'euid': float(os.geteuid()),
+        'cap_eff': float(int(status('CapEff'), 16)),
+        'cap_prm': float(int(status('CapPrm'), 16)),
+        'cap_bnd': float(int(status('CapBnd'), 16)),
+        'no_new_privs': float(status('NoNewPrivs')),
+        'seccomp_filter': float(status('Seccomp')),
+        'setuid_root': tried(lambda: os.setuid(0)),
+        'chown': tried(lambda: os.chown('/tmp', 0, 0)),
+        'tmp_nosuid_noexec': float('nosuid' in mount_flags('/tmp')
+                                   and 'noexec' in mount_flags('/tmp')),
+        'docker_socket': float(os.path.exists('/var/run/docker.sock')
+                               or os.path.exists('/run/docker.sock')),
+    }
+""",
+        ["uid", "euid", "cap_eff", "cap_prm", "cap_bnd", "no_new_privs", "seccomp_filter",
+         "setuid_root", "chown", "tmp_nosuid_noexec", "docker_socket"],
+    )  # fmt: skip
+    assert values == {
+        "uid": 65534.0, "euid": 65534.0,
+        "cap_eff": 0.0, "cap_prm": 0.0, "cap_bnd": 0.0,
+        "no_new_privs": 1.0,
+        "seccomp_filter": 2.0,  # SECCOMP_MODE_FILTER: Docker's default profile is loaded
+        "setuid_root": 0.0, "chown": 0.0,
+        "tmp_nosuid_noexec": 1.0,
+        "docker_socket": 0.0,
+    }  # fmt: skip
+
+
+def test_only_expected_mounts_and_no_host_secrets(sandbox: Sandbox) -> None:
+    body = (
+        TRY
+        + """
+EXPECTED = {'/', '/job/analysis.py', '/data/block.parquet', '/tmp', '/out', '/proc', '/dev',
+            '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts', '/etc/hostname',
+            '/etc/resolv.conf', '/dev/console'}
+
+def analyze(df):
+    points = {line.split()[4] for line in open('/proc/self/mountinfo')}
+    odd = [p for p in points if p not in EXPECTED and not p.startswith(('/sys/', '/proc/',
+                                                                         '/dev/'))]
+    print('unexpected mounts', odd)
+    environ = open('/proc/1/environ', 'rb').read().split(bytes([0]))
+    names = {e.split(b'=')[0] for e in environ if e}
+    allowed = {b'PATH', b'HOSTNAME', b'HOME', b'LANG', b'PYTHONDONTWRITEBYTECODE',
+               b'OPENBLAS_NUM_THREADS', b'OMP_NUM_THREADS', b'MKL_NUM_THREADS'}
+    print('unexpected environment', names - allowed)
+    return {'odd_mounts': float(len(odd)), 'odd_env': float(len(names - allowed))}
+"""
+    )
+    assert probe(sandbox, body, ["odd_mounts", "odd_env"]) == {"odd_mounts": 0.0, "odd_env": 0.0}
+
+
+def test_fork_bomb_is_contained_by_the_pids_limit(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+import time
+
+def analyze(df):
+    children = 0
+    for _ in range(10_000):
+        try:
+            pid = os.fork()
+        except OSError:
+            break
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children += 1
+    return {'children': float(children)}
+""",
+        ["children"],
+        pids=32,
+    )
+    assert values["children"] < 32
+    assert_still_healthy(sandbox)  # and the sleeping children died with the container
+
+
+def test_memory_limit_and_swap(sandbox: Sandbox) -> None:
+    config = hardened_config(
+        "img", sandbox.block, sandbox.block, SandboxLimits(memory_bytes=256 * MiB), {}
+    )
+    assert config["mem_limit"] == config["memswap_limit"] == 256 * MiB  # no swap on top
+    run = sandbox.run(
+        "def analyze(df):\n    hog = []\n    while True:\n        hog.append(bytearray(10**7))\n",
+        SandboxLimits(memory_bytes=256 * MiB),
+    )
+    assert run.end in (RunEnd.OOM, RunEnd.NONZERO)
+    assert_still_healthy(sandbox)
+
+
+def test_cpu_quota_is_one_core(sandbox: Sandbox) -> None:
+    values = probe(
+        sandbox,
+        TRY
+        + """
+def read(path):
+    try:
+        return float(open(path).read().split()[0])
+    except (OSError, ValueError):
+        return -1.0
+
+def analyze(df):
+    quota = read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')
+    period = read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')
+    if quota < 0:  # cgroup v2
+        parts = open('/sys/fs/cgroup/cpu.max').read().split()
+        quota, period = float(parts[0]), float(parts[1])
+    return {'cores': quota / period}
+""",
+        ["cores"],
+        cpus=1.0,
+    )
+    assert values["cores"] == pytest.approx(1.0)
+
+
+def test_printing_forever_is_cut_by_the_wall_clock(sandbox: Sandbox) -> None:
+    limits = SandboxLimits(wall_seconds=4)
+    run = sandbox.run("def analyze(df):\n    while True:\n        print('z' * 65536)\n", limits)
+    assert run.end is RunEnd.TIMEOUT
+    assert len(run.stderr) <= limits.stderr_bytes and len(run.stdout) <= limits.stdout_bytes
+    assert_still_healthy(sandbox)
