@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from syndata.soda import GENERATORS, SIZES, dataset_infos, write_dataset
+from syndata.soda import DATASETS, SIZES, write_all
 
 app = typer.Typer(
     help="Synthetic SODA-like data for demos, tests and benchmarks.", no_args_is_help=True
@@ -24,35 +23,33 @@ def data() -> None:
     """Synthetic SODA-like data: metro cards, taxi GPS, bus events."""
 
 
+def _check(value: str, valid: list[str], option: str) -> None:
+    if value not in valid:
+        raise typer.BadParameter(
+            f"unknown value {value!r}; use one of: {', '.join(valid)}", param_hint=option
+        )
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Directory to write the Parquet files into.")],
     size: Annotated[
-        str, typer.Option(help="demo (~200k card rows), test (~20k), bench (10M).")
+        str, typer.Option(help=f"One of {', '.join(SIZES)}: ~20k, ~200k or 10M card rows.")
     ] = "demo",
-    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 1,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 1,
     only: Annotated[
-        list[str] | None, typer.Option(help="Generate only this dataset (repeatable).")
+        list[str] | None,
+        typer.Option(help=f"Only this dataset (repeatable): {', '.join(DATASETS)}."),
     ] = None,
 ) -> None:
-    """Write transport_cards, taxi_gps and bus_events as Parquet plus manifest.json.
+    """Write transport_cards, taxi_gps and bus_events as Parquet, then manifest.json.
 
     Example: unseen data generate --size demo --seed 1 --out var/data
     """
-    if size not in SIZES:
-        raise typer.BadParameter(
-            f"unknown size {size!r}; use one of: {', '.join(SIZES)}", param_hint="--size"
-        )
-    chosen = only or list(GENERATORS)
-    unknown = [name for name in chosen if name not in GENERATORS]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown dataset {unknown[0]!r}; use one of: {', '.join(GENERATORS)}",
-            param_hint="--only",
-        )
-    spec = SIZES[size]
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    _check(size, list(SIZES), "--size")
+    for name in only or []:
+        _check(name, list(DATASETS), "--only")
+    started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -69,14 +66,10 @@ def generate(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        for info in dataset_infos(spec):
-            if info.name not in chosen:
-                continue
-            rows = write_dataset(info.name, spec, seed, out / info.file, show)
-            entries.append({**asdict(info), "rows": rows, "size": size, "seed": seed})
-            console.print(f"{info.name}: {rows:,} rows -> {out / info.file}")
-    manifest = {"size": size, "seed": seed, "datasets": entries}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = write_all(out, size, seed, only, show)
+    for entry in manifest["datasets"]:
+        console.print(f"{entry['name']}: {entry['rows']:,} rows -> {out / entry['file']}")
+    console.print(f"manifest -> {out / 'manifest.json'} ({time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":
