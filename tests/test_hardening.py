@@ -20,8 +20,9 @@ HEALTHY = "def analyze(df):\n    return {'n': float(len(df))}\n"
 
 
 def probe(sandbox: Sandbox, body: str, names: list[str], **limits: float) -> dict[str, float]:
-    """Run hostile ``body`` (which defines analyze) and read back its reported numbers."""
-    run = sandbox.run(body, SandboxLimits(**limits) if limits else None)
+    """Run hostile ``body`` (which defines analyze; the TRY helpers are in scope) and read
+    back the numbers it reports."""
+    run = sandbox.run(TRY + body, SandboxLimits(**limits) if limits else None)
     assert run.end is RunEnd.EXITED, (run.end, run.stderr[-2000:])
     specs = [make_output_spec(name, -1e12, 1e12) for name in names]
     parsed = parse_block_output(run.stdout, specs)
@@ -61,8 +62,7 @@ def status(field):
 def test_network_is_absent(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def analyze(df):
     return {
         'route': tried(lambda: socket.create_connection(('1.1.1.1', 53), timeout=2)),
@@ -82,8 +82,7 @@ def analyze(df):
 def test_root_code_and_data_are_read_only(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def analyze(df):
     return {
         'root': tried(lambda: write('/escape')),
@@ -109,8 +108,7 @@ def analyze(df):
 def test_scratch_is_size_capped_and_file_size_limited(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def fill(path):
     written = 0
     try:
@@ -137,8 +135,7 @@ def analyze(df):
     assert values["tmp_bytes"] <= 4 * MiB  # the file-size limit bites before the 8 MiB tmpfs
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def analyze(df):
     total = 0
     for i in range(100):
@@ -161,8 +158,7 @@ def analyze(df):
 def test_privileges_are_gone(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def mount_flags(point):
     for line in open('/proc/self/mountinfo'):
         fields = line.split()
@@ -202,9 +198,7 @@ def analyze(df):
 
 
 def test_only_expected_mounts_and_no_host_secrets(sandbox: Sandbox) -> None:
-    body = (
-        TRY
-        + """
+    body = """
 EXPECTED = {'/', '/job/analysis.py', '/data/block.parquet', '/tmp', '/out', '/proc', '/dev',
             '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts', '/etc/hostname',
             '/etc/resolv.conf', '/dev/console'}
@@ -221,15 +215,13 @@ def analyze(df):
     print('unexpected environment', names - allowed)
     return {'odd_mounts': float(len(odd)), 'odd_env': float(len(names - allowed))}
 """
-    )
     assert probe(sandbox, body, ["odd_mounts", "odd_env"]) == {"odd_mounts": 0.0, "odd_env": 0.0}
 
 
 def test_fork_bomb_is_contained_by_the_pids_limit(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 import time
 
 def analyze(df):
@@ -268,8 +260,7 @@ def test_memory_limit_and_swap(sandbox: Sandbox) -> None:
 def test_cpu_quota_is_one_core(sandbox: Sandbox) -> None:
     values = probe(
         sandbox,
-        TRY
-        + """
+        """
 def read(path):
     try:
         return float(open(path).read().split()[0])
