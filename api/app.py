@@ -29,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.datasets_dir.mkdir(parents=True, exist_ok=True)
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        sandbox = DockerSandbox(settings.node, settings.limits, settings.runner_image)
+        sandbox = DockerSandbox(
+            settings.node, settings.limits, settings.runner_image, settings.isolation
+        )
         reaped = sandbox.reap()
         if reaped:
             log.warning("removed %d orphaned sandbox container(s)", reaped)

@@ -21,6 +21,7 @@ class Settings:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     max_code_bytes: int = 256 * 1024
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
+    isolation: str = "zygote"  # or "container": a fresh container per block
 
     @property
     def datasets_dir(self) -> Path:
@@ -64,4 +65,5 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         default_blocks=int(os.environ.get("UNSEEN_DEFAULT_BLOCKS", "64")),
         limits=limits,
         runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
+        isolation=os.environ.get("UNSEEN_ISOLATION", "zygote"),
     )

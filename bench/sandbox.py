@@ -1,17 +1,19 @@
 """Sandbox cost: per-block isolation overhead and end-to-end sample-and-aggregate.
 
     .venv/bin/python -m bench.sandbox                   # overhead per block + 1,000-block job
-    .venv/bin/python -m bench.sandbox --limit 100       # only the first 100 of the 1,000 blocks
+    .venv/bin/python -m bench.sandbox --limit 100       # zygote form: first 100 blocks only
 
 (Run it as a module: a script named sandbox.py would shadow the sandbox package.)
 
 1. Isolation overhead per block: the same analyze() on the same block (a) in this process with
-   plain pandas — the baseline, no isolation — and (b) in one hardened container per block;
-   medians, their ratio and difference.
+   plain pandas — the baseline, no isolation — (b) in one hardened container per block and
+   (c) in the zygote form (fresh process and uid per block in a warm slot container); medians,
+   ratios and differences.
 2. End to end: the example analysis over the 10M-row bench dataset (``unseen data generate
    --size bench``) partitioned into --blocks keyed-hash blocks, run through the production
-   pipeline (sandbox, strict parse, clip, aggregate, noise) with --slots containers at a time;
-   wall time, blocks/s, and the peak memory of this worker process (blocks are streamed).
+   pipeline (sandbox, strict parse, clip, aggregate, noise) with --slots at a time, in both
+   forms (container per block on --container-limit blocks, projected); wall time, blocks/s, and
+   the peak memory of this worker process (blocks are streamed).
 
 Targets of the sandbox issue: ≤ 20 ms overhead per block; 1,000 blocks ≤ 60 s on 2 cores.
 """
@@ -67,57 +69,85 @@ def bench_layout(blocks: int) -> BlockLayout:
     return load_layout(directory)
 
 
-def overhead(sandbox: DockerSandbox, code: Path, block: Path, runs: int) -> tuple[float, float]:
+def per_block(sandbox: DockerSandbox, code: Path, block: Path, runs: int) -> float:
+    """Median seconds per block; the zygote form's slot is warmed by one block first."""
+    sandbox(code, block)
+    seconds = statistics.median(sandbox(code, block).seconds for _ in range(runs))
+    sandbox.finish_job(code)
+    return seconds
+
+
+def baseline(block: Path, runs: int) -> float:
     analyze = runpy.run_path(str(EXAMPLE))["analyze"]
-    baseline = []
+    times = []
     for _ in range(runs):
         started = time.perf_counter()
         analyze(pd.read_parquet(block))
-        baseline.append(time.perf_counter() - started)
-    boxed = [sandbox(code, block).seconds for _ in range(runs)]
-    return statistics.median(baseline), statistics.median(boxed)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def job_seconds(
+    sandbox: DockerSandbox, code: Path, layout: BlockLayout, blocks: int, slots: int
+) -> tuple[float, int]:
+    sub = BlockLayout(layout.directory, blocks, layout.rows, layout.units)
+    outputs = [
+        make_output_spec(o["name"], o["lo"], o["hi"], o["default"])
+        for o in runpy.run_path(str(EXAMPLE))["OUTPUTS"]
+    ]
+    started = time.perf_counter()
+    result = run_aggregate(AggregateJob(code, sub, outputs, Combine.MEAN, 1.0), sandbox, slots)
+    return time.perf_counter() - started, result.report.blocks_defaulted  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=1000)
-    parser.add_argument("--limit", type=int, default=0, help="run only the first N blocks")
+    parser.add_argument("--limit", type=int, default=0, help="zygote form: first N blocks only")
+    parser.add_argument(
+        "--container-limit",
+        type=int,
+        default=40,
+        help="container-per-block form: first N blocks, then projected",
+    )
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
 
     build_runner_image()
     layout = bench_layout(args.blocks)
-    sandbox = DockerSandbox("bench", SandboxLimits())
+    forms = {name: DockerSandbox("bench", SandboxLimits(), isolation=name)
+             for name in ("container", "zygote")}  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         Path(scratch).chmod(0o755)
         code = write_code(Path(scratch), "bench", EXAMPLE.read_text())
-        base, boxed = overhead(sandbox, code, layout.block_path(0), args.runs)
+        block = layout.block_path(0)
+        base = baseline(block, args.runs)
+        each = {name: per_block(sandbox, code, block, args.runs) for name, sandbox in forms.items()}
         print(f"\n1. one block (~{layout.rows // layout.blocks:,} rows), median of {args.runs}")
         print(f"   plain pandas, in process (baseline) {base * 1000:9.1f} ms")
-        print(f"   container per block                 {boxed * 1000:9.1f} ms")
-        print(f"   ratio container / baseline          {boxed / base:9.1f} x")
-        print(f"   isolation overhead per block        {(boxed - base) * 1000:9.1f} ms "
-              "(target <= 20 ms)")  # fmt: skip
+        for name, seconds in each.items():
+            print(f"   {name:<12} {seconds * 1000:9.1f} ms   {seconds / base:7.1f} x baseline   "
+                  f"overhead {(seconds - base) * 1000:7.1f} ms")  # fmt: skip
+        print(f"   container / zygote                  {each['container'] / each['zygote']:9.1f} x"
+              "   (target overhead <= 20 ms)")  # fmt: skip
 
-        blocks = args.limit or layout.blocks
-        sub = BlockLayout(layout.directory, blocks, layout.rows, layout.units)
-        outputs = [make_output_spec(o["name"], o["lo"], o["hi"], o["default"])
-                   for o in runpy.run_path(str(EXAMPLE))["OUTPUTS"]]  # fmt: skip
-        job = AggregateJob(code, sub, outputs, Combine.MEAN, 1.0)
-        started = time.perf_counter()
-        result = run_aggregate(job, sandbox, args.slots)
-        seconds = time.perf_counter() - started
+        runs = {"zygote": args.limit or layout.blocks,
+                "container": min(args.container_limit, layout.blocks)}  # fmt: skip
+        totals = {}
+        print(f"\n2. sample-and-aggregate over {layout.blocks} blocks of the 10M-row table, "
+              f"{args.slots} slots")  # fmt: skip
+        for name in ("zygote", "container"):
+            blocks = runs[name]
+            seconds, defaulted = job_seconds(forms[name], code, layout, blocks, args.slots)
+            totals[name] = seconds / blocks * layout.blocks
+            projected = "" if blocks == layout.blocks else f" (ran {blocks}, projected)"
+            print(f"   {name:<12} {totals[name]:9.1f} s for {layout.blocks} blocks{projected}, "
+                  f"{blocks / seconds:6.1f} blocks/s, {defaulted} defaulted")  # fmt: skip
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n2. sample-and-aggregate, {blocks} of {layout.blocks} blocks, {args.slots} slots, "
-          "container per block")  # fmt: skip
-    print(f"   wall time                           {seconds:9.1f} s"
-          f"{'  (target for 1,000 blocks: <= 60 s)' if blocks == 1000 else ''}")  # fmt: skip
-    print(f"   throughput                          {blocks / seconds:9.2f} blocks/s")
-    print(f"   blocks defaulted                    {result.report.blocks_defaulted:9d}")
-    print(f"   peak memory of this worker          {peak_mb:9.0f} MB")
-    if blocks < 1000:
-        print(f"   projected for 1,000 blocks          {1000 / blocks * seconds:9.1f} s")
+    print(f"   container / zygote                  {totals['container'] / totals['zygote']:9.1f} x"
+          "   (target for 1,000 blocks: <= 60 s)")  # fmt: skip
+    print(f"   peak memory of this worker process  {peak_mb:9.0f} MB (blocks streamed)")
 
 
 if __name__ == "__main__":

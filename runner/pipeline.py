@@ -28,6 +28,9 @@ LOG_BYTES_PER_BLOCK = 8 * 1024
 class BlockRunner(Protocol):
     def __call__(self, code_path: Path, block_path: Path) -> BlockRun: ...
 
+    def finish_job(self, code_path: Path) -> None:
+        """Release whatever the job held (slot containers); called once its blocks are done."""
+
 
 class InfrastructureError(RuntimeError):
     """The sandbox itself failed (Docker down, image gone) — not the contestant's code."""
@@ -105,9 +108,12 @@ def run_aggregate(
             if progress is not None:
                 progress(done, job.layout.blocks)
 
-    with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="block") as pool:
-        for future in [pool.submit(one, i) for i in range(job.layout.blocks)]:
-            future.result()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="block") as pool:
+            for future in [pool.submit(one, i) for i in range(job.layout.blocks)]:
+                future.result()
+    finally:
+        run_block.finish_job(job.code_path)
 
     if sandbox_errors > max_sandbox_errors:
         detail = report.logs[-1] if report.logs else ""

@@ -42,7 +42,10 @@ def write_code(jobs_dir: Path, job_id: str, code: str) -> Path:
 def run_on_sample(
     code_path: Path, sample_path: Path, outputs: list[OutputSpec], run_block: BlockRunner
 ) -> SampleRun:
-    run = run_block(code_path, sample_path)
+    try:
+        run = run_block(code_path, sample_path)
+    finally:
+        run_block.finish_job(code_path)
     parsed = parse_block_output(run.stdout, outputs)
     return SampleRun(
         values=parsed.values,

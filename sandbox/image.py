@@ -89,7 +89,7 @@ RUNNER = ImageSpec(
     context=RUNNER_DIR,
     dockerfile="Dockerfile",
     requirements=_listed(RUNNER_DIR / "requirements.txt"),
-    hashed=(RUNNER_DIR / "Dockerfile", RUNNER_DIR / "harness.py"),
+    hashed=(RUNNER_DIR / "Dockerfile", RUNNER_DIR / "harness.py", RUNNER_DIR / "zygote.py"),
     wheels=RUNNER_DIR / "wheels",
 )
 

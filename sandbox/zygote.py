@@ -1,0 +1,211 @@
+"""The fast isolation form: one hardened container per worker slot and job, a zygote inside it
+forking a fresh process under a fresh uid per block (see images/runner/zygote.py and
+docs/isolation.md).
+
+The container holds no data: each block's bytes are streamed to the zygote over stdin and it
+answers with one frame per block. Its PID 1 is root *inside* the container with only
+CAP_SETUID, CAP_SETGID and CAP_CHOWN (to hand each block a fresh uid and scratch directory);
+contestant code runs under that uid with no capability at all. Everything else is the
+container-per-block hardening. If the zygote ever finds anything of a finished block left
+(process, file, IPC object) it exits, and the slot is replaced: fail closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException
+
+from sandbox.container import (
+    CODE_MOUNT,
+    SANDBOX_LABEL,
+    BlockRun,
+    RunEnd,
+    SandboxLimits,
+    hardened_config,
+)
+
+ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN"]
+READY_SECONDS = 60.0
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not be started or stopped answering."""
+
+
+def zygote_config(
+    image: str, code_path: Path, limits: SandboxLimits, labels: dict[str, str]
+) -> dict[str, object]:
+    """The block container's hardening, changed only where the zygote needs it."""
+    config = hardened_config(image, code_path, code_path, limits, labels)
+    config.update(
+        user="0:0",
+        cap_add=ZYGOTE_CAPS,
+        entrypoint=["python3", "-I", "-B", "/opt/unseen/zygote.py"],
+        stdin_open=True,
+        volumes={str(code_path.resolve()): {"bind": CODE_MOUNT, "mode": "ro"}},  # no data
+        tmpfs={"/scratch": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
+        environment={"UNSEEN_FSIZE": str(limits.file_size_bytes)},
+    )
+    return config
+
+
+class ZygoteSlot:
+    """One container, one job's blocks, one block at a time."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        code_path: Path,
+        limits: SandboxLimits,
+        labels: dict[str, str],
+    ) -> None:
+        self._client, self._image, self._code = client, image, code_path
+        self._limits, self._labels = limits, labels
+        self._container: docker.models.containers.Container | None = None
+        self._sock: socket.socket | None = None
+        self._raw = bytearray()  # Docker's multiplexed stream, not yet demuxed
+        self._stdout = bytearray()  # the zygote's frames
+        self.zygote_log = bytearray()
+
+    def start(self) -> None:
+        config = zygote_config(self._image, self._code, self._limits, self._labels)
+        self._container = self._client.containers.create(**config)
+        attached = self._container.attach_socket(
+            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        self._sock = getattr(attached, "_sock", attached)
+        self._container.start()
+        ready = self._frame(READY_SECONDS)
+        if not ready or not ready.get("ready"):
+            self.close()
+            raise ZygoteError(f"zygote did not start: {bytes(self.zygote_log[-2000:])!r}")
+
+    def _pump(self, deadline: float) -> bool:
+        """Read what the socket has into the demuxed buffers; False at EOF or deadline."""
+        assert self._sock is not None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select([self._sock], [], [], left)
+        if not ready:
+            return False
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            return False
+        self._raw += chunk
+        while len(self._raw) >= 8:
+            stream, size = self._raw[0], struct.unpack(">I", self._raw[4:8])[0]
+            if len(self._raw) < 8 + size:
+                break
+            payload = self._raw[8 : 8 + size]
+            del self._raw[: 8 + size]
+            if stream == 1:
+                self._stdout += payload
+            else:
+                self.zygote_log = (self.zygote_log + payload)[-65536:]
+        return True
+
+    def _frame(self, timeout: float) -> dict[str, object] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._stdout) >= 4:
+                (size,) = struct.unpack(">I", self._stdout[:4])
+                if len(self._stdout) >= 4 + size:
+                    payload = bytes(self._stdout[4 : 4 + size])
+                    del self._stdout[: 4 + size]
+                    return json.loads(payload)
+            if not self._pump(deadline):
+                return None
+
+    def run(self, block_path: Path) -> BlockRun:
+        started = time.monotonic()
+        if self._container is None:
+            self.start()
+        assert self._sock is not None
+        data = block_path.read_bytes()
+        header = json.dumps({"size": len(data), "wall": self._limits.wall_seconds}).encode()
+        try:
+            self._sock.sendall(struct.pack(">I", len(header)) + header + data)
+            answer = self._frame(self._limits.wall_seconds + 30)
+        except OSError:
+            answer = None
+        if answer is None or "fatal" in answer:
+            # The zygote died or failed closed: this block is lost, the slot is replaced.
+            detail = (answer or {}).get("fatal", "zygote stopped answering")
+            self.close()
+            return BlockRun(
+                RunEnd.LOST, None, b"", str(detail).encode(), time.monotonic() - started
+            )
+        return BlockRun(
+            RunEnd(str(answer["end"])),
+            answer.get("exit_code"),  # type: ignore[arg-type]
+            str(answer["stdout"]).encode(),
+            str(answer["stderr"]).encode(),
+            time.monotonic() - started,
+        )
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+        if self._container is not None:
+            with contextlib.suppress(DockerException):
+                self._container.remove(force=True)
+            self._container = None
+        self._raw.clear()
+        self._stdout.clear()
+
+
+class ZygotePool:
+    """A ``BlockRunner``: one ZygoteSlot per worker thread and job; ``finish_job`` removes them.
+
+    Blocks that run at the same time run in different containers (one per thread); blocks of
+    different jobs never share a container.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient],
+        image: str,
+        limits: SandboxLimits,
+        labels: dict[str, str],
+    ) -> None:
+        self._client_factory = client_factory
+        self._image, self._limits, self._labels = image, limits, labels
+        self._slots: dict[tuple[Path, int], ZygoteSlot] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, code_path: Path, block_path: Path) -> BlockRun:
+        key = (code_path, threading.get_ident())
+        with self._lock:
+            slot = self._slots.get(key)
+        if slot is None:
+            client = self._client_factory()
+            labels = {SANDBOX_LABEL: "1", **self._labels, "unseen.job": code_path.parent.name}
+            slot = ZygoteSlot(client, self._image, code_path, self._limits, labels)
+            with self._lock:
+                self._slots[key] = slot
+        try:
+            return slot.run(block_path)
+        except (ZygoteError, DockerException) as exc:
+            slot.close()
+            return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", str(exc).encode(), 0.0)
+
+    def finish_job(self, code_path: Path) -> None:
+        with self._lock:
+            slots = [k for k in self._slots if k[0] == code_path]
+            closing = [self._slots.pop(k) for k in slots]
+        for slot in closing:
+            slot.close()
