@@ -4,7 +4,9 @@ docs/isolation.md).
 
 The container holds no data: each block's bytes are streamed to the zygote over stdin and it
 answers with one frame per block. Its PID 1 is root *inside* the container with only
-CAP_SETUID, CAP_SETGID and CAP_CHOWN (to hand each block a fresh uid and scratch directory);
+CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL and CAP_SETPCAP (to hand each block a fresh uid
+and scratch directory with an empty capability bounding set, and to kill everything a block
+left however many processes it made);
 contestant code runs under that uid with no capability at all. Everything else is the
 container-per-block hardening. If the zygote ever finds anything of a finished block left
 (process, file, IPC object) it exits, and the slot is replaced: fail closed.
@@ -34,7 +36,7 @@ from sandbox.container import (
     hardened_config,
 )
 
-ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN"]
+ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL", "SETPCAP"]
 READY_SECONDS = 60.0
 
 
@@ -150,8 +152,8 @@ class ZygoteSlot:
         return BlockRun(
             RunEnd(str(answer["end"])),
             answer.get("exit_code"),  # type: ignore[arg-type]
-            str(answer["stdout"]).encode(),
-            str(answer["stderr"]).encode(),
+            str(answer["stdout"]).encode()[-self._limits.stdout_bytes :],
+            str(answer["stderr"]).encode()[-self._limits.stderr_bytes :],
             time.monotonic() - started,
         )
 

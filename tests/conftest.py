@@ -17,6 +17,7 @@ import pytest
 from api.launcher import ServerProcess
 from client.api import UnseenClient
 from sandbox.container import BlockRun, SandboxLimits, run_block
+from sandbox.zygote import ZygoteSlot
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
@@ -136,25 +137,55 @@ def leftovers(client: docker.DockerClient, node: str = SANDBOX_NODE) -> list[obj
 
 
 class Sandbox:
-    """Runs a source string on a three-row block in the real runner image, hardened."""
+    """Runs a source string on a three-row block in the real runner image, hardened, in one
+    of the two isolation forms: ``container`` (a container per block) or ``zygote`` (a fresh
+    process and uid per block inside a slot container, here a fresh slot per run)."""
 
-    def __init__(self, client: docker.DockerClient, image: str, work: Path) -> None:
-        self.client, self.image, self.work = client, image, work
+    def __init__(
+        self, client: docker.DockerClient, image: str, work: Path, form: str = "container"
+    ) -> None:
+        self.client, self.image, self.work, self.form = client, image, work, form
         work.chmod(0o755)
         self.block = work / "block.parquet"
         pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(self.block)
         self.block.chmod(0o644)
 
+    @property
+    def scratch(self) -> str:
+        """The one writable directory a block's code has in this form."""
+        return "/tmp" if self.form == "container" else "/scratch/b0"
+
+    @property
+    def scratch_mount(self) -> str:
+        return "/tmp" if self.form == "container" else "/scratch"
+
     def run(self, source: str, limits: SandboxLimits | None = None) -> BlockRun:
         code = self.work / "analysis.py"
         code.write_text(source)
         code.chmod(0o644)
-        return run_block(
-            self.client, self.image, code, self.block, limits or SandboxLimits(),
-            {"unseen.node": SANDBOX_NODE},
-        )  # fmt: skip
+        labels = {"unseen.node": SANDBOX_NODE}
+        if self.form == "container":
+            return run_block(
+                self.client, self.image, code, self.block, limits or SandboxLimits(), labels
+            )
+        slot = ZygoteSlot(self.client, self.image, code, limits or SandboxLimits(), labels)
+        try:
+            return slot.run(self.block)
+        finally:
+            slot.close()
 
 
 @pytest.fixture
 def sandbox(docker_client: docker.DockerClient, runner_image: str, tmp_path: Path) -> Sandbox:
     return Sandbox(docker_client, runner_image, tmp_path)
+
+
+@pytest.fixture(params=["container", "zygote"])
+def any_sandbox(
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    runner_image: str,
+    tmp_path: Path,
+) -> Sandbox:
+    """The same hostile test against both isolation forms."""
+    return Sandbox(docker_client, runner_image, tmp_path, request.param)

@@ -1,24 +1,25 @@
 """In-container zygote: run many blocks in one container, each in a fresh process under a fresh uid.
 
 Trusted code, PID 1 of a hardened container that holds *no data*: the host streams one block at
-a time over stdin. The zygote has imported pandas, numpy and pyarrow but never sees contestant
-code or data itself. Per block it
+a time over stdin. The zygote has imported pandas, numpy and pyarrow, and passes each block's
+bytes on unparsed: it never reads data or runs contestant code itself. Per block it
 
 1. makes ``/scratch/b<n>`` (0700) for a uid ``n`` never used before in this container;
 2. forks; the child drops to ``n`` (all capabilities go with uid 0), gets an empty environment,
    rlimits, its scratch as TMPDIR and cwd, reads the block from a pipe, compiles
    ``/job/analysis.py`` fresh and calls ``analyze``; its stdout/stderr go to a pipe, its result
    to another — the container's own stdout carries only zygote frames;
-3. after the block (or at its deadline) forks a cleaner as ``n`` that kills every process of
-   ``n`` and removes its SysV IPC objects, message queues and files; then checks ``/proc`` and
-   the writable mounts: if anything of ``n`` is left, it exits (fail closed) and the host
-   replaces the container.
+3. after the block (or at its deadline) kills every other process in the container
+   (CAP_KILL), then forks a cleaner as ``n`` that removes its SysV IPC objects, message queues
+   and files; then checks ``/proc``, IPC and the writable mounts: if anything of ``n`` is
+   left, it exits (fail closed) and the host replaces the container.
 
 Frames both ways: 4-byte big-endian length, then JSON (host → zygote: a header, then raw bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import json
@@ -42,6 +43,7 @@ SCRATCH = "/scratch"
 FIRST_UID = 20_000
 STREAM_LIMIT = 256 * 1024
 IPC_RMID = 0
+PR_CAPBSET_DROP = 24
 
 
 def read_text(path: str) -> str:
@@ -85,6 +87,9 @@ def child(uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, lim
         os.setsid()
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        libc = _libc()
+        for capability in range(64):  # empty the bounding set: nothing can ever be regained
+            libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)  # from uid 0 to non-zero: the kernel clears every capability
@@ -133,7 +138,8 @@ def cleaner(uid: int, scratch: str) -> None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-        os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
         libc = _libc()
         calls = {"msg": libc.msgctl, "sem": libc.semctl, "shm": libc.shmctl}
         for table, ident in sysv_objects(uid):
@@ -302,13 +308,17 @@ def run_block(number: int, block: bytes, wall: float, limits: dict) -> dict[str,
         pass
     for fd in (result_r, log_r):
         os.close(fd)
-    # Clean up as the block's uid: kills the child too if it still runs.
+    # Kill every process but this one (CAP_KILL; PID 1 is never signalled), which also frees
+    # the pids a fork bomb took; then clean up files and IPC as the block's uid.
+    with contextlib.suppress(ProcessLookupError):  # ESRCH: nothing else was running
+        os.kill(-1, signal.SIGKILL)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    reap()
     cleaner_pid = os.fork()
     if cleaner_pid == 0:
         cleaner(uid, scratch)
     os.waitpid(cleaner_pid, 0)
-    if status is None:
-        _, status = os.waitpid(pid, 0)
     os.rmdir(scratch)
     for _ in range(50):  # killed processes turn into zombies of PID 1 shortly after the kill
         reap()
