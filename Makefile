@@ -5,7 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install image server-image demo test lint unit clean compose-up compose-down
+.PHONY: system install image server-image demo test lint unit clean compose-up compose-down
+
+# Debian packages (debootstrap, docker-compose) and a running Docker engine; no-op when present.
+system:
+	bash scripts/system-setup
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-image: $(STAMP)
+image: system $(STAMP)
 	$(BIN)/unseen images build
 
-server-image: $(STAMP)
+server-image: system $(STAMP)
 	$(BIN)/unseen images build --server
 
 # The embedded server in a container (docker-compose.yml); state under var/compose.
