@@ -89,7 +89,12 @@ RUNNER = ImageSpec(
     context=RUNNER_DIR,
     dockerfile="Dockerfile",
     requirements=_listed(RUNNER_DIR / "requirements.txt"),
-    hashed=(RUNNER_DIR / "Dockerfile", RUNNER_DIR / "harness.py", RUNNER_DIR / "zygote.py"),
+    hashed=(
+        RUNNER_DIR / "Dockerfile",
+        RUNNER_DIR / "harness.py",
+        RUNNER_DIR / "zygote.py",
+        RUNNER_DIR / "janitor.py",
+    ),
     wheels=RUNNER_DIR / "wheels",
 )
 

@@ -4,9 +4,9 @@ docs/isolation.md).
 
 The container holds no data: each block's bytes are streamed to the zygote over stdin and it
 answers with one frame per block. Its PID 1 is root *inside* the container with only
-CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL and CAP_SETPCAP (to hand each block a fresh uid
-and scratch directory with an empty capability bounding set, and to kill everything a block
-left however many processes it made);
+CAP_SETUID, CAP_SETGID, CAP_CHOWN and CAP_SETPCAP (to hand each block a fresh uid and scratch
+directory with an empty capability bounding set; what a block left is killed and removed by a
+cleaner running as the block's own uid, so no CAP_KILL);
 contestant code runs under that uid with no capability at all. Everything else is the
 container-per-block hardening. If the zygote ever finds anything of a finished block left
 (process, file, IPC object) it exits, and the slot is replaced: fail closed.
@@ -36,7 +36,7 @@ from sandbox.container import (
     hardened_config,
 )
 
-ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "KILL", "SETPCAP"]
+ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "SETPCAP"]
 READY_SECONDS = 60.0
 
 
@@ -79,6 +79,11 @@ class ZygoteSlot:
         self._raw = bytearray()  # Docker's multiplexed stream, not yet demuxed
         self._stdout = bytearray()  # the zygote's frames
         self.zygote_log = bytearray()
+
+    @property
+    def container_id(self) -> str | None:
+        """The slot's current container (a new one after the old one failed closed)."""
+        return None if self._container is None else self._container.id
 
     def start(self) -> None:
         config = zygote_config(self._image, self._code, self._limits, self._labels)

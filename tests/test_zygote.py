@@ -221,3 +221,36 @@ def test_a_block_that_kills_the_zygote_loses_only_itself(
     slot = slot_for(source, SandboxLimits(memory_bytes=512 * 1024 * 1024))
     assert slot.run(blocks[0]).end in (RunEnd.OOM, RunEnd.LOST, RunEnd.NONZERO)
     assert values(slot.run(blocks[1]), ["n"]) == {"n": 3.0}
+
+
+def test_after_a_fork_bomb_the_same_container_cleans_up_and_runs_the_next_block(
+    slot_for, blocks: tuple[Path, Path]
+) -> None:
+    """A block that takes every pid the container may have must not stop the clean-up (its
+    cleaner was forked before the block ran) nor force a new container."""
+    source = (
+        "import os, time\n"
+        "def analyze(df):\n"
+        "    if df['card_id'].min() < 100:\n"
+        "        made = 0\n"
+        "        while True:\n"
+        "            try:\n                pid = os.fork()\n            except OSError:\n"
+        "                break\n"
+        "            if pid == 0:\n                time.sleep(120)\n                os._exit(0)\n"
+        "            made += 1\n"
+        "        return {'n': float(made)}\n"
+        "    others = 0\n"
+        "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "        try:\n"
+        "            line = [l for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0]\n"
+        "        except (OSError, IndexError):\n"
+        "            continue\n"
+        "        others += int(line.split()[1]) not in (0, os.getuid())\n"
+        "    return {'n': float(len(df)), 'others': float(others)}\n"
+    )
+    slot = slot_for(source, SandboxLimits(pids=24))
+    bombed = values(slot.run(blocks[0]), ["n"])
+    assert 10 < bombed["n"] < 24  # it really used up the pids
+    container = slot.container_id
+    assert values(slot.run(blocks[1]), ["n", "others"]) == {"n": 3.0, "others": 0.0}
+    assert slot.container_id == container  # cleaned up in place, not replaced
