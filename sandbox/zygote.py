@@ -35,6 +35,7 @@ from sandbox.container import (
     SandboxLimits,
     hardened_config,
 )
+from sandbox.policy import ALLOWED_MODULES
 
 ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "SETPCAP"]
 READY_SECONDS = 60.0
@@ -56,13 +57,22 @@ def zygote_config(
         stdin_open=True,
         volumes={str(code_path.resolve()): {"bind": CODE_MOUNT, "mode": "ro"}},  # no data
         tmpfs={"/scratch": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
-        environment={"UNSEEN_FSIZE": str(limits.file_size_bytes)},
+        environment={
+            "UNSEEN_FSIZE": str(limits.file_size_bytes),
+            # what the zygote may import ahead for the blocks: the policy's analysis libraries
+            "UNSEEN_PRELOAD": ",".join(sorted(ALLOWED_MODULES)),
+        },
     )
     return config
 
 
-class ZygoteSlot:
-    """One container, one job's blocks, one block at a time."""
+class ZygoteContainer:
+    """One container, one job's blocks, one block at a time.
+
+    Per block the zygote answers first, then cleans up and says ``clean``; the next block is
+    sent only after that (or, if it failed closed instead, to a fresh container), so nothing
+    a block did can reach a later block, not even by making its container fail.
+    """
 
     def __init__(
         self,
@@ -78,6 +88,8 @@ class ZygoteSlot:
         self._sock: socket.socket | None = None
         self._raw = bytearray()  # Docker's multiplexed stream, not yet demuxed
         self._stdout = bytearray()  # the zygote's frames
+        self._cleaning = False  # answered a block, "clean" not yet read
+        self._ready = False
         self.zygote_log = bytearray()
 
     @property
@@ -85,7 +97,8 @@ class ZygoteSlot:
         """The slot's current container (a new one after the old one failed closed)."""
         return None if self._container is None else self._container.id
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Create and start the container; the zygote warms up while the caller goes on."""
         config = zygote_config(self._image, self._code, self._limits, self._labels)
         self._container = self._client.containers.create(**config)
         attached = self._container.attach_socket(
@@ -93,10 +106,19 @@ class ZygoteSlot:
         )
         self._sock = getattr(attached, "_sock", attached)
         self._container.start()
+        self._ready = False
+
+    def start(self) -> None:
+        """Launch (unless launched) and wait until the zygote is ready for a block."""
+        if self._container is None:
+            self.launch()
+        if self._ready:
+            return
         ready = self._frame(READY_SECONDS)
         if not ready or not ready.get("ready"):
             self.close()
             raise ZygoteError(f"zygote did not start: {bytes(self.zygote_log[-2000:])!r}")
+        self._ready = True
 
     def _pump(self, deadline: float) -> bool:
         """Read what the socket has into the demuxed buffers; False at EOF or deadline."""
@@ -135,10 +157,22 @@ class ZygoteSlot:
             if not self._pump(deadline):
                 return None
 
+    def _await_clean(self) -> None:
+        """Wait for the previous block's clean-up; a container that failed it is replaced."""
+        if not self._cleaning:
+            return
+        self._cleaning = False
+        try:
+            said = self._frame(self._limits.wall_seconds + 30)
+        except OSError:
+            said = None
+        if not said or not said.get("clean"):
+            self.close()  # failed closed (or died): this block goes to a fresh container
+
     def run(self, block_path: Path) -> BlockRun:
         started = time.monotonic()
-        if self._container is None:
-            self.start()
+        self._await_clean()
+        self.start()
         assert self._sock is not None
         data = block_path.read_bytes()
         header = json.dumps({"size": len(data), "wall": self._limits.wall_seconds}).encode()
@@ -148,12 +182,14 @@ class ZygoteSlot:
         except OSError:
             answer = None
         if answer is None or "fatal" in answer:
-            # The zygote died or failed closed: this block is lost, the slot is replaced.
+            # The zygote died while the block ran (memory exhaustion can take the container
+            # down): this block is lost and takes its defaults; the container is replaced.
             detail = (answer or {}).get("fatal", "zygote stopped answering")
             self.close()
             return BlockRun(
                 RunEnd.LOST, None, b"", str(detail).encode(), time.monotonic() - started
             )
+        self._cleaning = True
         return BlockRun(
             RunEnd(str(answer["end"])),
             answer.get("exit_code"),  # type: ignore[arg-type]
@@ -173,6 +209,39 @@ class ZygoteSlot:
             self._container = None
         self._raw.clear()
         self._stdout.clear()
+        self._cleaning = self._ready = False
+
+
+class ZygoteSlot:
+    """Two containers used in turn: one cleans up after its block while the other runs one.
+
+    A block's process exit, its clean-up and the fork of the next block's process all happen
+    after the zygote answered, so with a pair they are off the path of the next block. Blocks
+    never run at the same time in one slot; each container still runs one block at a time.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        code_path: Path,
+        limits: SandboxLimits,
+        labels: dict[str, str],
+    ) -> None:
+        self._pair = [ZygoteContainer(client, image, code_path, limits, labels) for _ in "ab"]
+        self._turn = 0
+
+    def run(self, block_path: Path) -> BlockRun:
+        if self._turn == 0 and all(c.container_id is None for c in self._pair):
+            with contextlib.suppress(DockerException):
+                self._pair[1].launch()  # both warm up at once
+        container = self._pair[self._turn]
+        self._turn = 1 - self._turn
+        return container.run(block_path)
+
+    def close(self) -> None:
+        for container in self._pair:
+            container.close()
 
 
 class ZygotePool:

@@ -17,7 +17,7 @@ import pytest
 from api.launcher import ServerProcess
 from client.api import UnseenClient
 from sandbox.container import BlockRun, SandboxLimits, run_block
-from sandbox.zygote import ZygoteSlot
+from sandbox.zygote import ZygoteContainer
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
@@ -168,7 +168,7 @@ class Sandbox:
             return run_block(
                 self.client, self.image, code, self.block, limits or SandboxLimits(), labels
             )
-        slot = ZygoteSlot(self.client, self.image, code, limits or SandboxLimits(), labels)
+        slot = ZygoteContainer(self.client, self.image, code, limits or SandboxLimits(), labels)
         try:
             return slot.run(self.block)
         finally:

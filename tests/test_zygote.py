@@ -13,7 +13,7 @@ import pytest
 
 from privacy.outputs import make_output_spec, parse_block_output
 from sandbox.container import BlockRun, RunEnd, SandboxLimits
-from sandbox.zygote import ZygoteSlot
+from sandbox.zygote import ZygoteContainer, ZygoteSlot
 
 pytestmark = pytest.mark.docker
 
@@ -114,13 +114,13 @@ def blocks(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def slot_for(runner_image: str, tmp_path: Path) -> Iterator[object]:
-    slots: list[ZygoteSlot] = []
+    slots: list[ZygoteContainer] = []
 
-    def make(source: str, limits: SandboxLimits | None = None) -> ZygoteSlot:
+    def make(source: str, limits: SandboxLimits | None = None) -> ZygoteContainer:
         code = tmp_path / f"analysis{len(slots)}.py"
         code.write_text(source)
         code.chmod(0o644)
-        slot = ZygoteSlot(
+        slot = ZygoteContainer(
             docker.from_env(), runner_image, code, limits or SandboxLimits(),
             {"unseen.node": "test-zygote"},
         )  # fmt: skip
@@ -254,3 +254,24 @@ def test_after_a_fork_bomb_the_same_container_cleans_up_and_runs_the_next_block(
     container = slot.container_id
     assert values(slot.run(blocks[1]), ["n", "others"]) == {"n": 3.0, "others": 0.0}
     assert slot.container_id == container  # cleaned up in place, not replaced
+
+
+def test_a_slot_runs_blocks_in_turn_in_two_containers(
+    runner_image: str, tmp_path: Path, blocks: tuple[Path, Path]
+) -> None:
+    """One container cleans up after its block while the other runs the next one."""
+    code = tmp_path / "analysis.py"
+    code.write_text(
+        "import os\n"
+        "def analyze(df):\n"  # each container has a root file system of its own
+        "    return {'host': float(os.stat('/').st_dev), 'n': float(len(df))}\n"
+    )
+    code.chmod(0o644)
+    slot = ZygoteSlot(
+        docker.from_env(), runner_image, code, SandboxLimits(), {"unseen.node": "test-zygote"}
+    )
+    try:
+        hosts = [values(slot.run(blocks[i % 2]), ["host", "n"])["host"] for i in range(4)]
+    finally:
+        slot.close()
+    assert hosts[0] == hosts[2] and hosts[1] == hosts[3] and hosts[0] != hosts[1]

@@ -1,18 +1,24 @@
 """In-container zygote: run many blocks in one container, each in a fresh process under a fresh uid.
 
 Trusted code, PID 1 of a hardened container that holds *no data*: the host streams one block at
-a time over stdin. The zygote has imported pandas, numpy and pyarrow, and passes each block's
-bytes on unparsed: it never reads data or runs contestant code itself. Per block it
+a time over stdin. The zygote has imported pandas, numpy, pyarrow and the allowed libraries the
+code imports, and passes each block's bytes on unparsed: it never reads data or runs
+contestant code itself. For each block ``n``, before the block arrives, it
 
-1. makes ``/scratch/b<n>`` (0700) for a uid ``n`` never used before in this container;
+1. makes ``/scratch/b<n>`` (0700) for a uid ``n`` never used before in this container, and
 2. forks; the child drops to ``n`` (all capabilities go with uid 0), gets an empty environment,
-   rlimits, its scratch as TMPDIR and cwd, reads the block from a pipe, compiles
-   ``/job/analysis.py`` fresh and calls ``analyze``; its stdout/stderr go to a pipe, its result
-   to another — the container's own stdout carries only zygote frames;
-3. after the block (or at its deadline) has the janitor (janitor.py, a small root process
-   with a cleaner forked in advance) kill every process of ``n`` and remove its SysV IPC
-   objects, message queues and files; then checks ``/proc``, IPC and the writable mounts: if
-   anything of ``n`` is left, it exits (fail closed) and the host replaces the container.
+   rlimits, its scratch as TMPDIR and cwd, loads ``/job/analysis.py`` and waits for its block
+   on a pipe. Its stdout/stderr go to a pipe, its result to another: the container's own stdout
+   carries only zygote frames.
+
+When the block arrives it is handed over; the zygote answers as soon as the child has said its
+result and closed its pipes (or exited, or at the deadline). Then, with the host busy elsewhere,
+
+3. the janitor (janitor.py, a small root process with a cleaner forked in advance) kills every
+   process of ``n`` and removes its SysV IPC objects, message queues and files; the zygote
+   waits until they are all gone and checks ``/proc``, IPC and the writable mounts: if anything
+   of ``n`` is left, it exits (fail closed) and the host replaces the container. Otherwise it
+   prepares block ``n + 1``'s process and says ``clean``: only then does the host send it one.
 
 Before the first block it warms pandas up on made-up rows and freezes its heap (``warm_up``),
 so each block's process starts with the lazy imports done and few copy-on-write faults.
@@ -22,9 +28,12 @@ Frames both ways: 4-byte big-endian length, then JSON (host → zygote: a header
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
+import dataclasses
 import gc
+import importlib
 import io
 import json
 import numbers
@@ -122,23 +131,37 @@ def child(uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, lim
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         result = os.fdopen(result_fd, "w")
-        with os.fdopen(data_fd, "rb") as data:
-            frame = read_block(data.read())
-        with open(CODE_PATH, encoding="utf-8") as handle:
-            source = handle.read()
+        # The module is loaded before the block arrives (its imports and set-up are off the
+        # block's path); it has nothing to look at yet: no data exists in this process.
         namespace: dict[str, object] = {"__name__": "analysis"}
+        failed: BaseException | None = None
         try:
-            exec(compile(source, "analysis.py", "exec"), namespace)
-            analyze = namespace.get("analyze")
-            if not callable(analyze):
+            with open(CODE_PATH, encoding="utf-8") as handle:
+                exec(compile(handle.read(), "analysis.py", "exec"), namespace)
+            if not callable(namespace.get("analyze")):
                 raise NameError("analysis.py defines no function analyze(df)")
-            line = json.dumps({"status": "ok", "values": to_jsonable(analyze(frame))})
-            code = 0
         except BaseException as exc:
             traceback.print_exc()
+            failed = exc
+        with os.fdopen(data_fd, "rb") as data:
+            frame = read_block(data.read())
+        try:
+            if failed is not None:
+                raise failed
+            analyze = namespace["analyze"]
+            line = json.dumps({"status": "ok", "values": to_jsonable(analyze(frame))})  # type: ignore[operator]
+            code = 0
+        except BaseException as exc:
+            if exc is not failed:
+                traceback.print_exc()
             line = json.dumps({"status": "error", "error": type(exc).__name__})
         result.write(line + "\n")
         result.flush()
+        # Close every pipe before exiting: the zygote answers the host on these EOFs while
+        # the kernel is still tearing this process's memory down.
+        for stream in (result, sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
     finally:
         os._exit(code)
 
@@ -224,9 +247,21 @@ def leftovers(uid: int) -> list[str]:
     return found
 
 
-def run_block(
-    janitor: Janitor, number: int, block: bytes, wall: float, limits: dict
-) -> dict[str, object]:
+@dataclasses.dataclass
+class BlockProcess:
+    """A block's process, forked and unprivileged before its block arrives (off its path)."""
+
+    number: int
+    uid: int
+    scratch: str
+    pid: int
+    data_w: int
+    result_r: int
+    log_r: int
+
+
+def prepare(number: int, limits: dict) -> BlockProcess:
+    """Fork the process for the next block: it sets itself up, then waits for its data."""
     uid = FIRST_UID + number
     scratch = os.path.join(SCRATCH, f"b{number}")
     os.mkdir(scratch, 0o700)
@@ -234,7 +269,6 @@ def run_block(
     data_r, data_w = os.pipe()
     result_r, result_w = os.pipe()
     log_r, log_w = os.pipe()
-    started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         for fd in (0, data_w, result_r, log_r):
@@ -242,20 +276,46 @@ def run_block(
         child(uid, scratch, data_r, result_w, log_w, limits)
     for fd in (data_r, result_w, log_w):
         os.close(fd)
+    return BlockProcess(number, uid, scratch, pid, data_w, result_r, log_r)
+
+
+def answered(out: bytearray) -> dict[str, object] | None:
+    """The result line, if the process wrote a complete one (it may still be exiting)."""
+    if not out.endswith(b"\n"):
+        return None
+    try:
+        line = json.loads(bytes(out).splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    if isinstance(line, dict) and line.get("status") in ("ok", "error"):
+        return line
+    return None
+
+
+def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, object], int | None]:
+    """Hand the block over; the answer frame, and the wait status if the process has exited.
+
+    The block ends when its process exits (a daemon it left may hold the pipes open for ever),
+    when it has closed both pipes after a complete result line (what it said is complete; the
+    exit status is not waited for: its teardown overlaps the answer), or at the deadline.
+    """
+    started = time.monotonic()
+    pid = process.pid
 
     def feed() -> None:
         view = memoryview(block)
         try:
             while view:
-                view = view[os.write(data_w, view) :]
+                view = view[os.write(process.data_w, view) :]
         except OSError:
             pass  # the child died or closed its end: it has its answer
         finally:
-            os.close(data_w)
+            os.close(process.data_w)
 
-    threading.Thread(target=feed, daemon=True).start()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     out, err = bytearray(), bytearray()
-    streams = {result_r: out, log_r: err}
+    streams = {process.result_r: out, process.log_r: err}
 
     try:
         exited = os.pidfd_open(pid)  # readable once the child exits: no polling delay
@@ -281,12 +341,12 @@ def run_block(
     deadline = started + wall
     oom_before = oom_kills()
     timed_out, status = False, None
-    # The block ends when its process exits (a daemon it left may hold the pipes open for
-    # ever) or at the deadline (its process may close the pipes and live on).
-    while status is None:
+    while True:
         done, code = os.waitpid(pid, os.WNOHANG)
         if done:
             status = code
+            break
+        if not streams and answered(out) is not None:
             break
         left = deadline - time.monotonic()
         if left <= 0:
@@ -301,42 +361,82 @@ def run_block(
     drain_until = time.monotonic() + 0.2  # what the process wrote just before it exited
     while streams and time.monotonic() < drain_until and read_ready(0):
         pass
-    for fd in (result_r, log_r):
+    for fd in (process.result_r, process.log_r):
         os.close(fd)
-    # As the block's uid, the janitor's cleaner kills every process of it (however many a fork
-    # bomb made) and removes its files and IPC objects; then nothing of the uid may be left.
-    cleaned = janitor.clean(uid, scratch)
-    if status is None:
-        _, status = os.waitpid(pid, 0)
-    with contextlib.suppress(OSError):  # not empty: the check below reports it
-        os.rmdir(scratch)
-    for _ in range(50):  # killed processes turn into zombies of PID 1 shortly after the kill
-        reap()
-        left = leftovers(uid)
-        if not left:
-            break
-        time.sleep(0.02)
-    if cleaned != 0:
-        left.append(f"cleaner exited {cleaned}")
-    if left:
-        send(1, {"fatal": f"block {number} left {left[:5]}"})
-        os._exit(3)  # fail closed: the host replaces this container
-    exit_code = os.waitstatus_to_exitcode(status)
+    feeder.join(1.0)
     if timed_out:
-        end = "timeout"
-    elif exit_code == 0:
-        end = "exited"
-    elif oom_kills() > oom_before:
-        end = "out_of_memory"
+        end, exit_code = "timeout", None
+    elif status is None:  # said its last word and closed its pipes: exiting
+        line = answered(out) or {}
+        end, exit_code = ("exited", 0) if line.get("status") == "ok" else ("nonzero_exit", 1)
     else:
-        end = "nonzero_exit"
-    return {
+        exit_code = os.waitstatus_to_exitcode(status)
+        if exit_code == 0:
+            end = "exited"
+        elif oom_kills() > oom_before:
+            end = "out_of_memory"
+        else:
+            end = "nonzero_exit"
+    answer = {
         "end": end,
         "exit_code": exit_code,
         "stdout": bytes(out[-STREAM_LIMIT:]).decode("utf-8", "replace"),
         "stderr": bytes(err[-STREAM_LIMIT:]).decode("utf-8", "replace"),
         "seconds": time.monotonic() - started,
     }
+    return answer, status
+
+
+def clean_up(janitor: Janitor, process: BlockProcess, status: int | None) -> list[str]:
+    """Remove everything of the block's uid; what is left (must be nothing) is returned.
+
+    As the block's uid, the janitor's cleaner kills every process of it (however many a fork
+    bomb made) and removes its files and IPC objects. Then the process is waited for and every
+    orphan reaped, so its memory and pids are back before the next block can run here.
+    """
+    cleaned = janitor.clean(process.uid, process.scratch)
+    if status is None:
+        os.waitpid(process.pid, 0)
+    with contextlib.suppress(OSError):  # not empty: the check below reports it
+        os.rmdir(process.scratch)
+    for _ in range(50):  # killed processes turn into zombies of PID 1 shortly after the kill
+        reap()
+        left = leftovers(process.uid)
+        if not left:
+            break
+        time.sleep(0.02)
+    if cleaned != 0:
+        left.append(f"cleaner exited {cleaned}")
+    return left
+
+
+def preload(allowed: set[str]) -> list[str]:
+    """Import, here in the zygote, the allowed modules the code imports; never runs the code.
+
+    Every block's process then inherits them instead of importing them again (scikit-learn
+    alone takes about a second). Only modules of allowed packages (the pre-flight policy's
+    list, from the host) are imported: library code of the read-only image.
+    """
+    try:
+        tree = ast.parse(read_text(CODE_PATH))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    loaded = []
+    for name in sorted(names):
+        if name.split(".")[0] in allowed:
+            try:
+                importlib.import_module(name)
+            except Exception:  # not a module, or broken: the block's own import says so
+                continue
+            loaded.append(name)
+    return loaded
 
 
 def warm_up() -> None:
@@ -377,10 +477,12 @@ def warm_up() -> None:
 def main() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     janitor = Janitor()  # before the warm-up: a small process to fork from
+    preload(set(filter(None, os.environ.get("UNSEEN_PRELOAD", "").split(","))))
     warm_up()
     limits = {"fsize": int(os.environ.get("UNSEEN_FSIZE", str(32 * 1024 * 1024)))}
-    send(1, {"ready": True})
     number = 0
+    process = prepare(number, limits)
+    send(1, {"ready": True})
     while True:
         try:
             (size,) = struct.unpack(">I", read_exact(0, 4))
@@ -388,8 +490,17 @@ def main() -> None:
             return
         header = json.loads(read_exact(0, size))
         block = read_exact(0, int(header["size"]))
-        send(1, run_block(janitor, number, block, float(header["wall"]), limits))
+        answer, status = run(process, block, float(header["wall"]))
+        send(1, answer)
+        # After the answer, while the host goes on elsewhere: this container is only sent
+        # another block once it has said "clean" (or fails closed: the host replaces it).
+        left = clean_up(janitor, process, status)
+        if left:
+            send(1, {"fatal": f"block {process.number} left {left[:5]}"})
+            os._exit(3)
         number += 1
+        process = prepare(number, limits)
+        send(1, {"clean": True})
 
 
 if __name__ == "__main__":

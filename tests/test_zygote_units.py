@@ -1,11 +1,15 @@
-"""The zygote decodes blocks with Arrow on one thread instead of ``pandas.read_parquet``: the
-frame a contestant's ``analyze`` gets must be exactly the one ``read_parquet`` gives on the
-public sample at home (same dtypes, values and index)."""
+"""Pieces of the in-container zygote, run here in-process.
+
+It decodes blocks with Arrow on one thread instead of ``pandas.read_parquet``: the frame a
+contestant's ``analyze`` gets must be exactly the one ``read_parquet`` gives on the public
+sample at home (same dtypes, values and index). It imports ahead only allowed modules.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +25,7 @@ def zygote() -> ModuleType:
     spec = importlib.util.spec_from_file_location("unseen_zygote", ZYGOTE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -48,3 +53,28 @@ def test_nulls_and_odd_types_decode_as_read_parquet_does(zygote: ModuleType) -> 
     frame.to_parquet(buffer)
     raw = buffer.getvalue()
     pd.testing.assert_frame_equal(zygote.read_block(raw), pd.read_parquet(io.BytesIO(raw)))
+
+
+def test_preload_imports_only_allowed_modules_the_code_names(
+    zygote: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "analysis.py"
+    code.write_text(
+        "import this\nimport json, statistics as st\nfrom sklearn import linear_model\n"
+        "from sklearn.linear_model import LinearRegression\nfrom . import sibling\n"
+        "def analyze(df):\n    import antigravity\n    return {}\n"
+    )
+    monkeypatch.setattr(zygote, "CODE_PATH", str(code))
+    before = set(sys.modules)
+    loaded = zygote.preload({"json", "statistics", "sklearn"})
+    assert loaded == ["json", "sklearn", "sklearn.linear_model", "statistics"]
+    assert not {"this", "antigravity"} & (set(sys.modules) - before)
+
+
+def test_preload_of_code_that_does_not_parse_imports_nothing(
+    zygote: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "analysis.py"
+    code.write_text("import json\ndef analyze(df:\n")
+    monkeypatch.setattr(zygote, "CODE_PATH", str(code))
+    assert zygote.preload({"json"}) == []
