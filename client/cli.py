@@ -8,11 +8,16 @@ from importlib.metadata import entry_points
 
 import typer
 
+from client.run_command import run
+
 app = typer.Typer(
     name="unseen",
     help="Use-but-not-see compute for open-data contests.",
     no_args_is_help=True,
 )
+
+
+app.command("run")(run)
 
 
 def _mount_plugins() -> None:

@@ -1,0 +1,135 @@
+"""``unseen run --sample FILE.py``: the contestant's debugging loop, over HTTP only.
+
+The code runs on the dataset's public sample in the same sandbox as a full-data block, and
+everything comes back: the values exactly as parsed (no clipping, no noise), stdout, stderr and
+the traceback. No budget is spent. Full-data runs are submitted, never run like this.
+
+Exit codes scripts can rely on: 0 the code ran and every output parsed; 1 it failed on the
+sample, or the request failed; 2 usage; 3 refused by the pre-flight policy.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client.api import UnseenClient, UnseenError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def declared_outputs(source: str) -> list[dict[str, Any]]:
+    """The module-level ``OUTPUTS = [...]`` literal of the file, read without running it."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # the server's policy names the line
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "OUTPUTS" for t in node.targets
+        ):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise typer.BadParameter(
+                    "OUTPUTS must be a literal list of {'name', 'lo', 'hi'} dicts, "
+                    "or give --output name:lo:hi"
+                ) from exc
+            if isinstance(value, list):
+                return value
+    return []
+
+
+def parse_output(text: str) -> dict[str, Any]:
+    """``name:lo:hi`` or ``name:lo:hi:default`` → an output declaration."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not parts[0]:
+        raise typer.BadParameter(f"{text!r}: write name:lo:hi or name:lo:hi:default")
+    try:
+        numbers = [float(p) for p in parts[1:]]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: lo, hi and default must be numbers") from exc
+    declared: dict[str, Any] = {"name": parts[0], "lo": numbers[0], "hi": numbers[1]}
+    if len(numbers) == 3:
+        declared["default"] = numbers[2]
+    return declared
+
+
+def show(console: Console, path: Path, dataset: str, run: dict[str, Any]) -> None:
+    console.print(
+        f"sample run of {path.name} on {dataset}: {run['end']}, outputs {run['outcome']}"
+        f" ({run['seconds']:.2f} s, no budget spent)"
+    )
+    if run["reason"]:
+        console.print(f"  {run['reason']}")
+    table = Table("output", "value")
+    for name, value in run["values"].items():
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    for stream in ("stdout", "stderr"):
+        if run[stream]:
+            console.rule(stream)
+            console.print(run[stream], markup=False, highlight=False, end="")
+
+
+def run(
+    file: Annotated[Path, typer.Argument(help="Python file defining analyze(df).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose sample to use.")],
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Run on the public sample (required).")
+    ] = False,
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS list."
+        ),
+    ] = None,
+    url: Annotated[str, typer.Option(envvar="UNSEEN_URL", help="Server URL.")] = DEFAULT_URL,
+    token: Annotated[str | None, typer.Option(envvar="UNSEEN_TOKEN", help="API token.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Run FILE.py on a dataset's public sample: values, stdout, stderr, traceback; no budget.
+
+    Example: unseen run --sample examples/mean_fare_by_period.py --dataset transport_cards
+    """
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    if not sample:
+        errors.print(
+            "only --sample runs show their output; full-data jobs are submitted "
+            "(POST /v1/jobs) and return noised values only"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        source = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        errors.print(f"cannot read {file}: {exc.strerror}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    outputs = [parse_output(o) for o in output] if output else declared_outputs(source)
+    if not outputs:
+        errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        with UnseenClient(url, token, timeout=300.0) as client:
+            job = client.run_on_sample(dataset, source, outputs)
+    except UnseenError as exc:
+        errors.print(f"refused: {exc.message}")
+        raise typer.Exit(EXIT_REFUSED if exc.code == "bad_code" else EXIT_FAILED) from exc
+    except httpx.HTTPError as exc:
+        errors.print(f"cannot reach the server at {url} ({exc}); check --url or UNSEEN_URL")
+        raise typer.Exit(EXIT_FAILED) from exc
+    result = job["sample_run"]
+    if as_json:
+        console.print_json(json.dumps({"job": job["id"], **result}))
+    else:
+        show(console, file, dataset, result)
+    if result["outcome"] != "ok":
+        raise typer.Exit(EXIT_FAILED)
