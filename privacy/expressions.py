@@ -1,0 +1,134 @@
+"""The safe expression language of query plans: JSON trees evaluated over a pandas frame.
+
+No ``eval``, no attribute access, no user-chosen function names beyond this table: an
+expression can only name columns of the dataset, literals, and the operators below. It is
+evaluated by trusted code over whole columns at once.
+
+    {"col": "fare"}                              a column
+    {"lit": 3}                                   a literal (number, string, bool)
+    {"op": "<", "args": [e1, e2]}                ==  !=  <  <=  >  >=  +  -  *  /
+    {"op": "and" | "or", "args": [e1, e2, ...]}  {"op": "not", "args": [e]}
+    {"op": "hour" | "weekday", "args": [e]}      of a timestamp column (0-23, 0=Monday-6)
+    {"op": "between", "args": [e, lo, hi]}       lo <= e <= hi, literals lo and hi
+    {"op": "isin", "args": [e], "values": [..]}  e is one of the literal values
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MAX_DEPTH = 16
+MAX_ISIN = 10_000
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+}
+#: Functions whose result has a public, finite domain: usable as group-by keys without
+#: partition selection.
+KEY_DOMAINS: dict[str, list[int]] = {"hour": list(range(24)), "weekday": list(range(7))}
+OPERATORS = frozenset(_BINARY) | {"/", "and", "or", "not", "between", "isin"} | set(KEY_DOMAINS)
+
+
+class ExpressionError(ValueError):
+    """An expression that is not in the language, or names an unknown column."""
+
+
+def validate(expression: object, columns: Mapping[str, str], depth: int = 0) -> None:
+    """Check an expression against the language and the dataset's columns, before any data."""
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"expression nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(expression, dict):
+        raise ExpressionError(
+            f"an expression is an object like {{'col': 'fare'}}; got {expression!r}"
+        )
+    if "col" in expression:
+        if set(expression) != {"col"} or expression["col"] not in columns:
+            known = ", ".join(sorted(columns))
+            raise ExpressionError(f"unknown column {expression.get('col')!r}; columns: {known}")
+        return
+    if "lit" in expression:
+        value = expression["lit"]
+        if set(expression) != {"lit"} or not isinstance(value, (int, float, str, bool)):
+            raise ExpressionError(f"a literal is a number, string or bool; got {value!r}")
+        return
+    op, args = expression.get("op"), expression.get("args")
+    if op not in OPERATORS:
+        raise ExpressionError(f"unknown operator {op!r}; use one of {', '.join(sorted(OPERATORS))}")
+    if not isinstance(args, list) or not args:
+        raise ExpressionError(f"{op!r} needs a non-empty list 'args'")
+    arity = {"not": 1, "hour": 1, "weekday": 1, "isin": 1, "between": 3}.get(op)
+    if arity is None and op not in ("and", "or"):
+        arity = 2
+    if arity is not None and len(args) != arity:
+        raise ExpressionError(f"{op!r} takes {arity} argument(s); got {len(args)}")
+    if op == "between" and not all("lit" in a for a in args[1:] if isinstance(a, dict)):
+        raise ExpressionError("'between' takes a column expression and two literals")
+    if op == "isin":
+        values = expression.get("values")
+        if not isinstance(values, list) or not 0 < len(values) <= MAX_ISIN:
+            raise ExpressionError(f"'isin' needs 'values': a list of 1 to {MAX_ISIN} literals")
+    for arg in args:
+        validate(arg, columns, depth + 1)
+
+
+def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
+    """The expression's value over ``frame``: a Series, or a scalar for literals."""
+    if "col" in expression:
+        return frame[expression["col"]]
+    if "lit" in expression:
+        return expression["lit"]
+    op, args = expression["op"], expression["args"]
+    values = [evaluate(arg, frame) for arg in args]
+    if op in _BINARY:
+        return _BINARY[op](values[0], values[1])
+    if op == "/":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return values[0] / values[1]
+    if op == "and":
+        return _fold(values, operator.and_)
+    if op == "or":
+        return _fold(values, operator.or_)
+    if op == "not":
+        return ~_as_bool(values[0])
+    if op == "hour":
+        return values[0].dt.hour
+    if op == "weekday":
+        return values[0].dt.day_of_week
+    if op == "between":
+        return (values[0] >= values[1]) & (values[0] <= values[2])
+    if op == "isin":
+        return values[0].isin(expression["values"])
+    raise ExpressionError(f"unknown operator {op!r}")  # validate() keeps this unreachable
+
+
+def _as_bool(value: Any) -> Any:
+    return value.astype(bool) if isinstance(value, pd.Series) else bool(value)
+
+
+def _fold(values: list[Any], combine: Callable[[Any, Any], Any]) -> Any:
+    result = _as_bool(values[0])
+    for value in values[1:]:
+        result = combine(result, _as_bool(value))
+    return result
+
+
+def key_domain(expression: dict[str, Any], key_sets: Mapping[str, list[Any]]) -> list[Any] | None:
+    """The public set of values a group-by key can take, or None if it is not public."""
+    if "col" in expression:
+        return key_sets.get(expression["col"])
+    if expression.get("op") in KEY_DOMAINS:
+        return KEY_DOMAINS[expression["op"]]
+    return None
