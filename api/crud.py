@@ -11,6 +11,7 @@ from api.auth import hash_token, new_token
 from api.errors import ApiError, not_found
 from api.models import AuditEvent, Budget, Dataset, Job, Team, User
 from privacy.budget import remaining_units, to_epsilon
+from privacy.query import DatasetPolicy
 from runner.tasks import ErrorClass, JobState
 
 
@@ -93,6 +94,16 @@ def budget_row(session: Session, team_id: str, dataset_id: str) -> Budget:
     if budget is None:  # cannot happen: rows are made with teams and datasets
         raise ApiError(500, "budget_missing", "no budget row; ask the organizer to set a cap")
     return budget
+
+
+def dataset_policy(dataset: Dataset) -> DatasetPolicy:
+    """What query plans on this dataset may use: its schema, unit, public bounds and keys."""
+    return DatasetPolicy(
+        columns=dict(dataset.columns),
+        unit_column=dataset.unit_column,
+        bounds={name: (float(lo), float(hi)) for name, (lo, hi) in dataset.bounds.items()},
+        key_sets=dict(dataset.key_sets),
+    )
 
 
 def reserve_budget(session: Session, team: Team, dataset: Dataset, units: int) -> None:

@@ -90,7 +90,8 @@ class Job(Base):
     mode: Mapped[str] = mapped_column(String(16), default="aggregate")
     target: Mapped[str] = mapped_column(String(8), default="full")  # full | sample
     state: Mapped[str] = mapped_column(String(24), index=True)
-    code: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(Text)  # aggregate mode; "" for a query
+    plan: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # query mode
     outputs: Mapped[list[Any]] = mapped_column()  # [{name, lo, hi, default}]
     combine: Mapped[str] = mapped_column(String(8))
     epsilon: Mapped[float] = mapped_column()

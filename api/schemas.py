@@ -4,7 +4,7 @@ organizer-only fields (logs, block outcomes, code of other teams) cannot leak by
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -92,10 +92,22 @@ class NewJob(Strict):
 
 
 class EstimateIn(Strict):
+    """An aggregate-mode job (outputs) or a query-mode plan: priced before anything runs."""
+
     dataset: str
-    outputs: list[OutputIn]
+    outputs: list[OutputIn] = Field(default_factory=list)
+    plan: dict[str, Any] | None = None
     epsilon: float = Field(gt=0, le=10)
     combine: Literal["mean", "sum"] = "mean"
+
+
+class NewQuery(Strict):
+    dataset: str
+    plan: dict[str, Any] = Field(
+        description="filter, group_by (public key domains only), aggregates "
+        "[{name, op: count|sum|mean, column, lo, hi}], max_rows_per_unit, max_groups_per_unit."
+    )
+    epsilon: float = Field(gt=0, le=10)
 
 
 class NoiseOut(BaseModel):
@@ -108,6 +120,7 @@ class NoiseOut(BaseModel):
 
 class ReleasedOut(BaseModel):
     name: str
+    keys: dict[str, Any] | None = Field(None, description="The cell's group keys (query mode).")
     value: float
     noise_scale: float
     error_bound_95: float
@@ -144,6 +157,7 @@ class JobOut(BaseModel):
     epsilon: float
     combine: str
     outputs: list[OutputIn]
+    plan: dict[str, Any] | None = None
     progress: Progress
     error_class: str | None
     review_reason: str | None

@@ -10,10 +10,12 @@ from api.db import Database
 from api.models import Dataset, Job
 from privacy.budget import to_epsilon
 from privacy.outputs import Combine, make_output_spec
+from privacy.query import parse_plan
 from runner.blocks import load_layout
 from runner.pipeline import AggregateResult
+from runner.query import QueryResult
 from runner.sample import write_code
-from runner.tasks import ClaimedJob, ErrorClass, JobState
+from runner.tasks import ClaimedJob, ClaimedQuery, ErrorClass, JobState
 
 
 class SqlJobStore:
@@ -21,7 +23,7 @@ class SqlJobStore:
         self._db = db
         self._jobs_dir = jobs_dir
 
-    def claim(self, job_id: str) -> ClaimedJob | None:
+    def claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         with self._db.transaction() as session:
             if not crud.transition(
                 session, job_id, {JobState.QUEUED}, state=JobState.RUNNING.value
@@ -33,6 +35,11 @@ class SqlJobStore:
             layout = load_layout(Path(dataset.directory))
             job.blocks_total = layout.blocks
             crud.audit(session, None, "job.started", job=job_id)
+            policy = crud.dataset_policy(dataset)
+        if job.mode == "query":
+            assert job.plan is not None
+            plan = parse_plan(job.plan, policy)  # validated at submission; same policy now
+            return ClaimedQuery(job_id, layout, plan, policy.unit_column, job.epsilon)
         outputs = [make_output_spec(**spec) for spec in job.outputs]
         return ClaimedJob(
             job_id,
@@ -49,8 +56,12 @@ class SqlJobStore:
                 session, job_id, {JobState.RUNNING}, blocks_done=done, blocks_total=total
             )
 
-    def complete(self, job_id: str, result: AggregateResult) -> None:
-        report = result.report
+    def complete(self, job_id: str, result: AggregateResult | QueryResult) -> None:
+        if isinstance(result, QueryResult):
+            released, report, logs = result.released, result.report, ""
+        else:
+            released = [asdict(value) for value in result.released]
+            report, logs = _aggregate_report(result), "\n".join(result.report.logs)
         with self._db.transaction() as session:
             job = session.get(Job, job_id)
             assert job is not None
@@ -59,16 +70,10 @@ class SqlJobStore:
                 job_id,
                 {JobState.RUNNING},
                 state=JobState.AWAITING_REVIEW.value,
-                result=[asdict(value) for value in result.released],
+                result=released,
                 noise_drawn=True,
-                report={
-                    "blocks": report.blocks,
-                    "blocks_defaulted": report.blocks_defaulted,
-                    "outcomes": report.outcomes,
-                    "run_ends": report.ends,
-                    "block_seconds_mean": report.block_seconds_total / max(1, report.blocks),
-                },
-                logs="\n".join(report.logs),
+                report=report,
+                logs=logs,
             )
             if not moved:
                 raise RuntimeError(f"job {job_id} left the running state before its release")
@@ -83,3 +88,14 @@ class SqlJobStore:
             job = session.get(Job, job_id)
             if job is not None:
                 crud.fail_job(session, job, error, detail, noise_drawn)
+
+
+def _aggregate_report(result: AggregateResult) -> dict[str, object]:
+    report = result.report
+    return {
+        "blocks": report.blocks,
+        "blocks_defaulted": report.blocks_defaulted,
+        "outcomes": report.outcomes,
+        "run_ends": report.ends,
+        "block_seconds_mean": report.block_seconds_total / max(1, report.blocks),
+    }

@@ -61,6 +61,7 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "epsilon": job.epsilon,
         "combine": job.combine,
         "outputs": [OutputIn(**spec) for spec in job.outputs],
+        "plan": job.plan,
         "progress": Progress(blocks_done=job.blocks_done, blocks_total=job.blocks_total),
         "error_class": job.error_class,
         "review_reason": job.review_reason,

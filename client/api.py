@@ -89,10 +89,25 @@ class UnseenClient:
 
     # jobs
     def estimate(
-        self, dataset: str, outputs: list[dict[str, Any]], epsilon: float, combine: str = "mean"
+        self,
+        dataset: str,
+        outputs: list[dict[str, Any]] | None = None,
+        epsilon: float = 1.0,
+        combine: str = "mean",
+        plan: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        body = {"dataset": dataset, "outputs": outputs, "epsilon": epsilon, "combine": combine}
+        """Noise scale and 95 % error bound of an aggregate job's outputs or a query plan."""
+        body: dict[str, Any] = {"dataset": dataset, "epsilon": epsilon, "combine": combine}
+        if plan is not None:
+            body["plan"] = plan
+        else:
+            body["outputs"] = outputs or []
         return self._request("POST", "/v1/estimate", json=body)
+
+    def query(self, dataset: str, plan: dict[str, Any], epsilon: float) -> dict[str, Any]:
+        """Queue a query-mode job: a declarative plan, user-level ε-DP release."""
+        body = {"dataset": dataset, "plan": plan, "epsilon": epsilon}
+        return self._request("POST", "/v1/queries", json=body)
 
     def submit(
         self,

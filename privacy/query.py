@@ -293,6 +293,7 @@ class ReleasedCell:
     value: float
     noise_scale: float
     error_bound_95: float
+    epsilon: float  # of the noisy quantities behind this value
 
 
 def release_query(plan: QueryPlan, combined: pd.DataFrame, epsilon: float) -> list[ReleasedCell]:
@@ -330,11 +331,13 @@ def _cell(
     if aggregate.op == COUNT:
         count = noise[COUNT]
         return ReleasedCell(keys, aggregate.name, noisy[COUNT], count.noise_scale,
-                            count.error_bound_95)  # fmt: skip
+                            count.error_bound_95, count.epsilon)  # fmt: skip
     sums = noise[f"sum:{aggregate.column}"]
     total = noisy[sums.quantity]
     if aggregate.op == "sum":
-        return ReleasedCell(keys, aggregate.name, total, sums.noise_scale, sums.error_bound_95)
+        return ReleasedCell(
+            keys, aggregate.name, total, sums.noise_scale, sums.error_bound_95, sums.epsilon
+        )
     # mean: post-processing of two noisy releases; its error is propagated from theirs at the
     # released count (no data is touched to compute it).
     count = noise[COUNT]
@@ -342,4 +345,5 @@ def _cell(
     mean = min(max(total / denominator, aggregate.lo), aggregate.hi)
     bound = (sums.error_bound_95 + aggregate.magnitude * count.error_bound_95) / denominator
     scale = (sums.noise_scale + aggregate.magnitude * count.noise_scale) / denominator
-    return ReleasedCell(keys, aggregate.name, mean, scale, min(bound, aggregate.hi - aggregate.lo))
+    bound = min(bound, aggregate.hi - aggregate.lo)
+    return ReleasedCell(keys, aggregate.name, mean, scale, bound, sums.epsilon + count.epsilon)

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 from privacy.outputs import Combine, OutputSpec
+from privacy.query import QueryPlan
 from runner.blocks import BlockLayout
 from runner.pipeline import AggregateJob, AggregateResult, BlockRunner, run_aggregate
+from runner.query import QueryJob, QueryResult, run_query
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,24 @@ class ClaimedJob:
     epsilon: float
 
 
+@dataclass(frozen=True)
+class ClaimedQuery:
+    """What a worker needs to run one query-mode job: a validated plan, no code."""
+
+    job_id: str
+    layout: BlockLayout
+    plan: QueryPlan
+    unit_column: str
+    epsilon: float
+
+
 class JobStore(Protocol):
-    def claim(self, job_id: str) -> ClaimedJob | None:
+    def claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         """queued → running, atomically; None if the job is not queued any more."""
 
     def progress(self, job_id: str, done: int, total: int) -> None: ...
 
-    def complete(self, job_id: str, result: AggregateResult) -> None:
+    def complete(self, job_id: str, result: AggregateResult | QueryResult) -> None:
         """running → awaiting_review; store the noisy values and commit the budget, atomically."""
 
     def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
@@ -89,11 +102,16 @@ def execute_job(
         if on_progress is not None:
             on_progress(done, total)
 
-    job = AggregateJob(
-        claimed.code_path, claimed.layout, claimed.outputs, claimed.combine, claimed.epsilon
-    )
+    result: AggregateResult | QueryResult
     try:
-        result = run_aggregate(job, run_block, slots, progress)
+        if isinstance(claimed, ClaimedQuery):
+            query = QueryJob(claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon)
+            result = run_query(query, progress)
+        else:
+            job = AggregateJob(
+                claimed.code_path, claimed.layout, claimed.outputs, claimed.combine, claimed.epsilon
+            )
+            result = run_aggregate(job, run_block, slots, progress)
     except Exception as exc:  # nothing was released: no noise drawn yet
         log.exception("job %s failed before release", job_id)
         store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)

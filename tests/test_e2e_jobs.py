@@ -33,6 +33,7 @@ CONTESTANT_FIELDS = {
     "epsilon",
     "combine",
     "outputs",
+    "plan",
     "progress",
     "error_class",
     "review_reason",

@@ -14,6 +14,7 @@ from api.auth import Contestant, CurrentUser
 from api.context import Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team, User, new_id
+from api.routes.queries import checked_plan
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view
 from privacy.budget import BudgetError, charge_units
@@ -24,6 +25,7 @@ from privacy.outputs import (
     make_output_spec,
     validate_output_specs,
 )
+from privacy.query import plan_query_noise
 from privacy.sample_aggregate import plan_noise
 from runner.sample import run_on_sample, write_code
 from runner.tasks import JobState
@@ -43,10 +45,18 @@ def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
 
 @router.post("/estimate")
 def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOut]:
-    """Noise scale and 95 % error bound per output, from public parameters only: free."""
-    specs = _specs(body.outputs)
+    """Noise scale and 95 % error bound of an aggregate job's outputs or of a plan's noisy
+    quantities, from public parameters only: no data is read, no budget is spent."""
     with ctx.db.read() as session:
         dataset = crud.get_dataset(session, body.dataset)
+    if body.plan is not None:
+        plan = checked_plan(body.plan, crud.dataset_policy(dataset))
+        return [
+            NoiseOut(name=q.quantity, epsilon=q.epsilon, sensitivity=q.sensitivity,
+                     noise_scale=q.noise_scale, error_bound_95=q.error_bound_95)
+            for q in plan_query_noise(plan, body.epsilon)
+        ]  # fmt: skip
+    specs = _specs(body.outputs)
     plans = plan_noise(specs, Combine(body.combine), dataset.blocks, body.epsilon)
     return [NoiseOut(**vars(plan)) for plan in plans]
 

@@ -1,0 +1,48 @@
+"""The query-mode job pipeline: bounded partial aggregates per block, summed, noised once.
+
+No contestant code runs: the plan is data, evaluated by trusted code (``privacy.query``) over
+one block at a time, so memory holds one block and the running totals. Blocks are the same
+keyed-hash partition aggregate mode uses; later they fan out across workers the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from privacy.query import QueryPlan, block_partials, release_query
+from runner.blocks import BlockLayout
+
+
+@dataclass(frozen=True)
+class QueryJob:
+    layout: BlockLayout
+    plan: QueryPlan
+    unit_column: str
+    epsilon: float
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    released: list[dict[str, object]]
+    report: dict[str, object]  # organizer-only
+
+
+def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None) -> QueryResult:
+    """Every block's bounded partials, summed cell by cell, then one noisy release."""
+    started = time.monotonic()
+    total: pd.DataFrame | None = None
+    blocks = job.layout.blocks
+    for index in range(blocks):
+        frame = pd.read_parquet(job.layout.block_path(index))
+        partial = block_partials(job.plan, frame, job.unit_column)
+        total = partial if total is None else total.add(partial, fill_value=0)
+        if progress is not None:
+            progress(index + 1, blocks)
+    assert total is not None  # a layout has at least one block
+    released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon)]
+    report = {"blocks": blocks, "seconds": round(time.monotonic() - started, 3)}
+    return QueryResult(released, report)

@@ -1,0 +1,123 @@
+"""Query mode end to end over HTTP: a plan built with the client's builder, run by trusted code
+on the full data's blocks, released at the user level with every cell of the key domain."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from client.api import UnseenError
+from client.plans import Query, col
+from privacy.query import DatasetPolicy, block_partials, parse_plan
+from tests.conftest import TEST_BLOCKS, Deployment, SodaData
+from tests.test_e2e_jobs import budget_on
+
+pytestmark = pytest.mark.docker
+
+PLAN = (
+    Query()
+    .where(col("event") == "out")
+    .group_by("line")
+    .count("trips")
+    .mean("mean_fare", "fare", lo=0, hi=15)
+    .bound(rows_per_unit=3, groups_per_unit=2)
+    .to_json()
+)
+
+
+def exact_counts(soda: SodaData, plan: dict) -> dict[int, float]:
+    """The bounded, noiseless counts — computed here from the generator's files, for checking."""
+    entry = soda.entries(soda.full)["transport_cards"]
+    data = pd.read_parquet(soda.full / str(entry["file"]))
+    policy = DatasetPolicy(entry["columns"], "card_id", {"fare": (0.0, 15.0)}, entry["key_sets"])
+    partials = block_partials(parse_plan(plan, policy), data, "card_id")
+    return {int(k): float(v) for k, v in partials["count"].items()}
+
+
+def test_query_is_estimated_run_reviewed_and_released(
+    deployment: Deployment, soda: SodaData
+) -> None:
+    d = deployment
+    client = d.new_contestant("team-query", "quinn")
+    before = budget_on(client, "transport_cards")
+
+    estimate = {q["name"]: q for q in client.estimate("transport_cards", plan=PLAN, epsilon=1.0)}
+    assert set(estimate) == {"count", "sum:fare"}
+    assert estimate["count"]["sensitivity"] == 3 * 2 and estimate["count"]["epsilon"] == 0.5
+    assert estimate["count"]["noise_scale"] == pytest.approx(6 / 0.5)
+    assert estimate["sum:fare"]["sensitivity"] == 3 * 2 * 15
+    assert budget_on(client, "transport_cards") == before  # estimating is free
+
+    job = client.query("transport_cards", PLAN, 1.0)
+    assert job["mode"] == "query" and job["state"] == "queued" and job["plan"] == PLAN
+    done = client.wait(job["id"], timeout=300)
+    assert done["state"] == "awaiting_review" and done["result"] is None
+    assert done["progress"] == {"blocks_done": TEST_BLOCKS, "blocks_total": TEST_BLOCKS}
+    assert "report" not in done  # organizer-only
+
+    released = d.organizer.release(job["id"])
+    assert released["state"] == "released"
+    cells = client.job(job["id"])["result"]
+    lines = soda.entries(soda.full)["transport_cards"]["key_sets"]["line"]
+    assert len(cells) == 2 * len(lines)  # every line, empty or not, for both aggregates
+    assert {c["keys"]["line"] for c in cells} == set(lines)
+    trips = {c["keys"]["line"]: c for c in cells if c["name"] == "trips"}
+    assert all(c["value"] == int(c["value"]) for c in trips.values())
+    assert all(0 <= c["value"] <= 15 for c in cells if c["name"] == "mean_fare")
+
+    # Noise check over all lines: the summed count error has sd sqrt(n)·sigma of the two-sided
+    # geometric; 6 sd leaves a false-failure rate below 1e-8.
+    exact = exact_counts(soda, PLAN)
+    a = math.exp(-0.5 / 6)
+    sigma = math.sqrt(2 * a) / (1 - a)
+    error = sum(trips[line]["value"] - exact.get(line, 0.0) for line in lines)
+    assert abs(error) < 6 * sigma * math.sqrt(len(lines))
+
+    after = budget_on(client, "transport_cards")
+    assert after["spent"] == pytest.approx(before["spent"] + 1.0)
+    assert after["reserved"] == pytest.approx(before["reserved"])
+
+
+@pytest.mark.parametrize(
+    ("plan", "status", "code", "says"),
+    [
+        ({"group_by": ["card_id"], "aggregates": [{"name": "n", "op": "count"}]},
+         422, "bad_plan", "no public set of keys"),
+        ({"filter": {"op": "exec", "args": [{"lit": 1}]},
+          "aggregates": [{"name": "n", "op": "count"}]}, 422, "bad_plan", "unknown operator"),
+        ({"aggregates": [{"name": "n", "op": "count"}], "max_rows_per_unit": 10_000},
+         422, "bad_plan", "max_rows_per_unit"),
+    ],
+)  # fmt: skip
+def test_bad_plans_are_refused_before_any_budget(
+    deployment: Deployment, plan: dict, status: int, code: str, says: str
+) -> None:
+    client = deployment.contestant
+    before = budget_on(client, "transport_cards")
+    with pytest.raises(UnseenError) as caught:
+        client.query("transport_cards", plan, 0.5)
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert says in caught.value.message
+    assert budget_on(client, "transport_cards") == before
+
+
+def test_unknown_dataset_and_exhausted_budget(deployment: Deployment) -> None:
+    client = deployment.new_contestant("team-query-poor", "pia")
+    with pytest.raises(UnseenError) as unknown:
+        client.query("nope", PLAN, 0.5)
+    assert unknown.value.status == 404 and "transport_cards" in unknown.value.message
+    with pytest.raises(UnseenError) as broke:
+        client.query("transport_cards", PLAN, 10.5)
+    assert broke.value.status == 422  # more than any job may ask for
+    left = budget_on(client, "transport_cards")["remaining"]
+    with pytest.raises(UnseenError) as refused:
+        for _ in range(int(left // 4) + 1):
+            client.query("transport_cards", PLAN, 4.0)
+    assert refused.value.code == "budget_exceeded" and "left" in refused.value.message
+    assert (
+        budget_on(client, "transport_cards")["spent"]
+        + budget_on(client, "transport_cards")["reserved"]
+        <= 10.0 + 1e-9
+    )
