@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from privacy.expressions import ExpressionError, evaluate, key_domain, validate
@@ -199,52 +200,111 @@ def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
 # --- per block: bounded partial aggregates ----------------------------------------------------
 
 
-def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> pd.DataFrame:
-    """Per cell: the row count and the clipped sum of each summed column, after bounding.
+@dataclass(frozen=True)
+class Partials:
+    """Per cell of the plan's dense key grid (``plan.cells`` order): row counts, and clipped sums
+    per summed column. Partials of blocks with disjoint units add up to the whole."""
+
+    counts: np.ndarray
+    sums: dict[str, np.ndarray]
+
+    def __add__(self, other: Partials) -> Partials:
+        return Partials(
+            self.counts + other.counts,
+            {column: total + other.sums[column] for column, total in self.sums.items()},
+        )
+
+    def cell(self, index: int) -> dict[str, float]:
+        values = {COUNT: float(self.counts[index])}
+        values.update({f"sum:{c}": float(total[index]) for c, total in self.sums.items()})
+        return values
+
+
+def referenced_columns(plan: QueryPlan, unit_column: str) -> list[str]:
+    """The only columns a block has to be read with."""
+    found = {unit_column}
+    trees = [key.expression for key in plan.group_by]
+    if plan.filter is not None:
+        trees.append(plan.filter)
+    while trees:
+        tree = trees.pop()
+        if "col" in tree:
+            found.add(tree["col"])
+        trees.extend(arg for arg in tree.get("args", []) if isinstance(arg, dict))
+    found.update(str(a.column) for a in plan.summed_columns)
+    return sorted(found)
+
+
+def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Partials:
+    """Bounded partial aggregates of one block, on its dense cell grid.
 
     Trusted code over one block. A unit's rows all lie in this block, so its bounding only
-    looks at this block.
+    looks at this block; "first" means in the block's row order (sorted by unit, then as
+    stored), a function of the unit's own rows.
     """
-    rows = frame
+    sizes = [len(key.domain) for key in plan.group_by]
+    cells = math.prod(sizes)
+    keep = np.ones(len(frame), dtype=bool)
     if plan.filter is not None:
-        keep = evaluate(plan.filter, frame)
-        keep = keep.fillna(False).astype(bool) if isinstance(keep, pd.Series) else bool(keep)
-        rows = frame[keep] if isinstance(keep, pd.Series) else (frame if keep else frame.iloc[:0])
-    table = pd.DataFrame({"_unit": rows[unit_column].to_numpy()}, index=rows.index)
-    names = [key.name for key in plan.group_by]
-    inside = pd.Series(True, index=rows.index)
+        selected = evaluate(plan.filter, frame)
+        if isinstance(selected, pd.Series):
+            keep &= selected.fillna(False).to_numpy(dtype=bool)
+        elif not selected:
+            keep[:] = False
+    codes = []
     for key in plan.group_by:
-        values = evaluate(key.expression, rows)
-        table[key.name] = values
-        inside &= pd.Series(values, index=rows.index).isin(key.domain)
+        values = evaluate(key.expression, frame)
+        code = pd.Index(key.domain).get_indexer(pd.Series(values, index=frame.index))
+        keep &= code >= 0  # outside the public domain: never released, so never counted
+        codes.append(code)
+    rows = np.flatnonzero(keep)
+    cell = (
+        np.ravel_multi_index([c[rows] for c in codes], sizes)
+        if codes
+        else np.zeros(len(rows), dtype=np.int64)
+    )
+    units = frame[unit_column].to_numpy()[rows]
+    kept = _bounded(units, cell, cells, plan.max_groups_per_unit, plan.max_rows_per_unit)
+    rows, cell = rows[kept], cell[kept]
+    counts = np.bincount(cell, minlength=cells).astype(np.int64)
+    sums = {}
     for aggregate in plan.summed_columns:
-        clipped = rows[aggregate.column].astype(float).clip(aggregate.lo, aggregate.hi)
-        table[f"sum:{aggregate.column}"] = clipped.fillna(0.0)  # a missing value adds nothing
-    table = table[inside.to_numpy()]
-    table = _bound(table, names, plan.max_groups_per_unit, plan.max_rows_per_unit)
-    table["count"] = 1
-    measures = ["count"] + [f"sum:{a.column}" for a in plan.summed_columns]
-    if names:
-        return table.groupby(names, sort=False)[measures].sum()
-    return table[measures].sum().to_frame().T.set_axis(pd.Index([()]), axis=0)
+        values = frame[aggregate.column].to_numpy(dtype=float, na_value=np.nan)[rows]
+        clipped = np.nan_to_num(np.clip(values, aggregate.lo, aggregate.hi), nan=0.0)
+        sums[str(aggregate.column)] = np.bincount(cell, weights=clipped, minlength=cells)
+    return Partials(counts, sums)
 
 
-def _bound(table: pd.DataFrame, names: list[str], groups: int, rows: int) -> pd.DataFrame:
-    """Keep each unit's first ``groups`` groups and, in each, its first ``rows`` rows."""
-    if table.empty:
-        return table
-    unit_and_group = ["_unit", *names]
-    firsts = table.drop_duplicates(unit_and_group)[unit_and_group]
-    allowed = firsts[firsts.groupby("_unit", sort=False).cumcount() < groups]
-    table = table.merge(allowed, on=unit_and_group, how="inner")
-    return table[table.groupby(unit_and_group, sort=False).cumcount() < rows]
+def _rank_in_runs(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For items sorted by ``order`` (grouping equal ``keys`` together, stably): each item's
+    position within its run of equal keys."""
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    lengths = np.diff(np.r_[starts, len(ordered)])
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(starts, lengths)
+    return rank
 
 
-def combine_partials(partials: Iterable[pd.DataFrame]) -> pd.DataFrame:
+def _bounded(units: np.ndarray, cell: np.ndarray, cells: int, groups: int, rows: int) -> np.ndarray:
+    """Mask of the rows kept: each unit's first ``groups`` cells, its first ``rows`` in each."""
+    if len(units) == 0:
+        return np.zeros(0, dtype=bool)
+    unit_code, _ = pd.factorize(units)
+    pair = unit_code.astype(np.int64) * cells + cell
+    pairs, first_row, pair_of_row = np.unique(pair, return_index=True, return_inverse=True)
+    pair_unit = pairs // cells
+    by_unit_then_first = np.lexsort((first_row, pair_unit))
+    pair_allowed = _rank_in_runs(pair_unit, by_unit_then_first) < groups
+    row_rank = _rank_in_runs(pair_of_row, np.argsort(pair_of_row, kind="stable"))
+    return pair_allowed[pair_of_row] & (row_rank < rows)
+
+
+def combine_partials(partials: Iterable[Partials]) -> Partials:
     """Sum block partials cell by cell (blocks hold disjoint units)."""
-    total: pd.DataFrame | None = None
+    total: Partials | None = None
     for partial in partials:
-        total = partial if total is None else total.add(partial, fill_value=0)
+        total = partial if total is None else total + partial
     if total is None:
         raise ValueError("no block partials to combine")
     return total
@@ -296,26 +356,20 @@ class ReleasedCell:
     epsilon: float  # of the noisy quantities behind this value
 
 
-def release_query(plan: QueryPlan, combined: pd.DataFrame, epsilon: float) -> list[ReleasedCell]:
+def release_query(plan: QueryPlan, combined: Partials, epsilon: float) -> list[ReleasedCell]:
     """Draw the noise once per quantity and cell; every cell of the domain is released."""
     noise = {q.quantity: q for q in plan_query_noise(plan, epsilon)}
     names = [key.name for key in plan.group_by]
-    exact_by_cell = {
-        (key if isinstance(key, tuple) else (key,)): row
-        for key, row in combined.to_dict("index").items()
-    }
     released: list[ReleasedCell] = []
-    for cell in plan.cells:
-        exact = exact_by_cell.get(cell, {})
+    for index, cell in enumerate(plan.cells):
+        exact = combined.cell(index)
         noisy: dict[str, float] = {}
         for quantity, spec in noise.items():
-            value = float(exact.get(quantity, 0.0))
             if quantity == COUNT:
-                noisy[quantity] = float(
-                    geometric_release(round(value), int(spec.sensitivity), spec.epsilon)
-                )
+                count = round(exact[COUNT])
+                noisy[COUNT] = float(geometric_release(count, int(spec.sensitivity), spec.epsilon))
             else:
-                noisy[quantity] = laplace_release(value, spec.sensitivity, spec.epsilon)
+                noisy[quantity] = laplace_release(exact[quantity], spec.sensitivity, spec.epsilon)
         keys = dict(zip(names, cell, strict=True))
         for aggregate in plan.aggregates:
             released.append(_cell(keys, aggregate, noisy, noise))

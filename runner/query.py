@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from privacy.query import QueryPlan, block_partials, release_query
+from privacy.query import Partials, QueryPlan, block_partials, referenced_columns, release_query
 from runner.blocks import BlockLayout
 
 
@@ -34,12 +34,13 @@ class QueryResult:
 def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None) -> QueryResult:
     """Every block's bounded partials, summed cell by cell, then one noisy release."""
     started = time.monotonic()
-    total: pd.DataFrame | None = None
+    total: Partials | None = None
     blocks = job.layout.blocks
+    columns = referenced_columns(job.plan, job.unit_column)
     for index in range(blocks):
-        frame = pd.read_parquet(job.layout.block_path(index))
+        frame = pd.read_parquet(job.layout.block_path(index), columns=columns)
         partial = block_partials(job.plan, frame, job.unit_column)
-        total = partial if total is None else total.add(partial, fill_value=0)
+        total = partial if total is None else total + partial
         if progress is not None:
             progress(index + 1, blocks)
     assert total is not None  # a layout has at least one block
