@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from api.auth import hash_token, new_token
 from api.errors import ApiError, not_found
 from api.models import AuditEvent, Budget, Dataset, Job, Team, User
-from privacy.budget import remaining_units, to_epsilon
+from privacy.budget import BudgetError, charge_units, remaining_units, to_epsilon
 from privacy.query import DatasetPolicy
 from runner.tasks import ErrorClass, JobState
 
@@ -104,6 +104,40 @@ def dataset_policy(dataset: Dataset) -> DatasetPolicy:
         bounds={name: (float(lo), float(hi)) for name, (lo, hi) in dataset.bounds.items()},
         key_sets=dict(dataset.key_sets),
     )
+
+
+def epsilon_units(epsilon: float) -> int:
+    """ε as budget units, or a 422 naming the allowed range."""
+    try:
+        return charge_units(epsilon)
+    except BudgetError as exc:
+        raise ApiError(422, "bad_epsilon", str(exc)) from exc
+
+
+def queue_job(
+    session: Session, user: User, dataset: Dataset, epsilon: float, **fields: object
+) -> tuple[Job, Team]:
+    """Reserve the budget and queue the job in the caller's transaction: both or neither."""
+    units = epsilon_units(epsilon)
+    team = session.get(Team, user.team_id)
+    assert team is not None
+    reserve_budget(session, team, dataset, units)
+    job = Job(
+        team_id=team.id,
+        user_id=user.id,
+        dataset_id=dataset.id,
+        state=JobState.QUEUED.value,
+        epsilon=epsilon,
+        charge_units=units,
+        blocks_total=dataset.blocks,
+        **fields,
+    )
+    session.add(job)
+    session.flush()
+    audit(session, user, "job.submitted", job=job.id, dataset=dataset.name, epsilon=epsilon,
+          mode=job.mode)  # fmt: skip
+    audit(session, user, "budget.reserved", job=job.id, epsilon=epsilon)
+    return job, team
 
 
 def reserve_budget(session: Session, team: Team, dataset: Dataset, units: int) -> None:

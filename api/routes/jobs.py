@@ -17,7 +17,6 @@ from api.models import Dataset, Job, Team, User, new_id
 from api.routes.queries import checked_plan
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view
-from privacy.budget import BudgetError, charge_units
 from privacy.outputs import (
     Combine,
     OutputSpec,
@@ -81,34 +80,18 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
         return _run_on_sample(body, specs, ctx, user)
     if body.epsilon is None:
         raise ApiError(422, "bad_epsilon", "a full-data job needs epsilon, e.g. 0.5")
-    try:
-        units = charge_units(body.epsilon)
-    except BudgetError as exc:
-        raise ApiError(422, "bad_epsilon", str(exc)) from exc
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset)
-        team = session.get(Team, user.team_id)
-        assert team is not None
-        crud.reserve_budget(session, team, dataset, units)
-        job = Job(
-            team_id=team.id,
-            user_id=user.id,
-            dataset_id=dataset.id,
+        job, team = crud.queue_job(
+            session,
+            user,
+            dataset,
+            body.epsilon,
             mode=body.mode,
-            state=JobState.QUEUED.value,
             code=body.code,
             outputs=[vars(spec) for spec in specs],
             combine=body.combine,
-            epsilon=body.epsilon,
-            charge_units=units,
-            blocks_total=dataset.blocks,
         )
-        session.add(job)
-        session.flush()
-        crud.audit(
-            session, user, "job.submitted", job=job.id, dataset=dataset.name, epsilon=body.epsilon
-        )
-        crud.audit(session, user, "budget.reserved", job=job.id, epsilon=body.epsilon)
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
     return view

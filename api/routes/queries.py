@@ -13,12 +13,9 @@ from api import crud
 from api.auth import Contestant
 from api.context import Context
 from api.errors import ApiError
-from api.models import Job, Team
 from api.schemas import JobOut, NewQuery
 from api.views import job_view
-from privacy.budget import BudgetError, charge_units
 from privacy.query import DatasetPolicy, PlanError, QueryPlan, parse_plan
-from runner.tasks import JobState
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
@@ -33,35 +30,13 @@ def checked_plan(raw: dict[str, object], policy: DatasetPolicy) -> QueryPlan:
 @router.post("/queries", status_code=202)
 def submit_query(body: NewQuery, ctx: Context, user: Contestant) -> JobOut:
     """Queue a query-mode job on the full data; its release is ε-DP at the user level."""
-    try:
-        units = charge_units(body.epsilon)
-    except BudgetError as exc:
-        raise ApiError(422, "bad_epsilon", str(exc)) from exc
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset)
         checked_plan(body.plan, crud.dataset_policy(dataset))
-        team = session.get(Team, user.team_id)
-        assert team is not None
-        crud.reserve_budget(session, team, dataset, units)
-        job = Job(
-            team_id=team.id,
-            user_id=user.id,
-            dataset_id=dataset.id,
-            mode="query",
-            state=JobState.QUEUED.value,
-            code="",
-            plan=body.plan,
-            outputs=[],
-            combine="",
-            epsilon=body.epsilon,
-            charge_units=units,
-            blocks_total=dataset.blocks,
-        )
-        session.add(job)
-        session.flush()
-        crud.audit(session, user, "job.submitted", job=job.id, dataset=dataset.name,
-                   epsilon=body.epsilon, mode="query")  # fmt: skip
-        crud.audit(session, user, "budget.reserved", job=job.id, epsilon=body.epsilon)
+        job, team = crud.queue_job(
+            session, user, dataset, body.epsilon, mode="query", code="", plan=body.plan,
+            outputs=[], combine="",
+        )  # fmt: skip
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
     return view
