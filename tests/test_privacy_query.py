@@ -15,7 +15,6 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from privacy.expressions import ExpressionError, evaluate, validate
 from privacy.mechanisms import geometric_error_bound, geometric_release
@@ -28,6 +27,7 @@ from privacy.query import (
     plan_query_noise,
     release_query,
 )
+from tests.dp_audit import AUDIT_TRIALS, violation
 
 COLUMNS = {"card": "int64", "ts": "timestamp[us]", "station": "int32", "fare": "double",
            "event": "string"}  # fmt: skip
@@ -236,30 +236,6 @@ def test_geometric_bound_covers_95_percent() -> None:
 
 
 # --- the statistical DP audit -----------------------------------------------------------------
-
-AUDIT_TRIALS = 20_000
-AUDIT_BETA = 1e-8  # per one-sided Clopper-Pearson bound
-
-
-def violation(first: np.ndarray, second: np.ndarray, epsilon: float) -> float | None:
-    """Smallest threshold t at which P(A >= t) provably exceeds e^ε P(B >= t), either way.
-
-    Each comparison uses a lower bound for one side and an upper bound for the other, each
-    wrong with probability <= AUDIT_BETA; over 2 directions and <= 41 thresholds, the audit of
-    a truly ε-DP mechanism fails with probability <= 164 · AUDIT_BETA < 2e-6.
-    """
-    values = np.concatenate([first, second])
-    thresholds = np.unique(np.quantile(values, np.linspace(0.025, 0.975, 41)))
-    n = len(first)
-    for t in thresholds:
-        for a, b in ((first, second), (second, first)):
-            hits_a, hits_b = int((a >= t).sum()), int((b >= t).sum())
-            lower_a = stats.beta.ppf(AUDIT_BETA, hits_a, n - hits_a + 1) if hits_a else 0.0
-            upper_b = (stats.beta.ppf(1 - AUDIT_BETA, hits_b + 1, n - hits_b)
-                       if hits_b < n else 1.0)  # fmt: skip
-            if lower_a > math.exp(epsilon) * upper_b:
-                return float(t)
-    return None
 
 
 def test_audit_geometric_mechanism_on_neighbouring_counts() -> None:
