@@ -101,3 +101,19 @@ def geometric_release(count: int, sensitivity: int, epsilon: float) -> int:
     geometric_alpha(sensitivity, epsilon)  # validates both parameters
     mechanism = Geometric(epsilon=epsilon, sensitivity=sensitivity, random_state=None)
     return int(_secure(mechanism).randomise(count))
+
+
+def round_release(value: float, noise_scale: float) -> float:
+    """Round a noisy value to a tenth of its noise scale (down to a power of ten).
+
+    Post-processing, so free of budget: digits far below the noise carry no information about
+    the data, only noise, and a shorter number reads as what it is. At most ``scale / 20`` moves.
+    """
+    if not (math.isfinite(value) and math.isfinite(noise_scale)) or noise_scale <= 0:
+        return value
+    exponent = math.floor(math.log10(noise_scale / 10))
+    return (
+        round(value, -exponent)
+        if exponent < 0
+        else float(round(value / 10**exponent) * 10**exponent)
+    )

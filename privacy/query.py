@@ -26,6 +26,7 @@ once; the same blocks serve aggregate mode, and the partials can come from many 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,7 @@ from privacy.mechanisms import (
     laplace_error_bound,
     laplace_release,
     laplace_scale,
+    round_release,
 )
 
 AGGREGATES = ("count", "sum", "mean")
@@ -372,7 +374,11 @@ def release_query(plan: QueryPlan, combined: Partials, epsilon: float) -> list[R
                 noisy[quantity] = laplace_release(exact[quantity], spec.sensitivity, spec.epsilon)
         keys = dict(zip(names, cell, strict=True))
         for aggregate in plan.aggregates:
-            released.append(_cell(keys, aggregate, noisy, noise))
+            cell_out = _cell(keys, aggregate, noisy, noise)
+            value = round_release(cell_out.value, cell_out.noise_scale)
+            if aggregate.op == "mean":  # still within its bounds after rounding
+                value = min(max(value, aggregate.lo), aggregate.hi)
+            released.append(dataclasses.replace(cell_out, value=value))
     return released
 
 

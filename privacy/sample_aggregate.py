@@ -20,7 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from privacy.mechanisms import laplace_error_bound, laplace_release, laplace_scale
+from privacy.mechanisms import (
+    laplace_error_bound,
+    laplace_release,
+    laplace_scale,
+    round_release,
+)
 from privacy.outputs import Combine, OutputSpec, validate_output_specs
 
 
@@ -117,6 +122,7 @@ class BlockAccumulator:
         released = []
         for plan in plan_noise(self._specs, self._combine, self._blocks, epsilon):
             noisy = laplace_release(exact[plan.name], plan.sensitivity, plan.epsilon)
+            noisy = round_release(noisy, plan.noise_scale)
             released.append(
                 ReleasedValue(plan.name, noisy, plan.noise_scale, plan.error_bound_95, plan.epsilon)
             )

@@ -20,6 +20,7 @@ from privacy.mechanisms import (
     laplace_error_bound,
     laplace_release,
     laplace_scale,
+    round_release,
 )
 from privacy.outputs import Combine, make_output_spec
 from privacy.sample_aggregate import (
@@ -175,3 +176,17 @@ def test_audit_catches_a_unit_that_reaches_two_blocks() -> None:
     outputs could move, twice the sensitivity the noise is calibrated to — the audit sees it."""
     found = violation(_aggregate_releases(0.0, 0.0), _aggregate_releases(10.0, 10.0), 1.0)
     assert found is not None
+
+
+@pytest.mark.parametrize("scale", [0.0013, 0.24, 1.0, 12.0, 180.0, 25_000.0])
+def test_releases_are_rounded_to_a_tenth_of_their_noise(scale: float) -> None:
+    rng = random.Random(3)  # test data only
+    for _ in range(200):
+        value = rng.uniform(-1e6, 1e6) * rng.choice([1e-6, 1e-3, 1, 1e3])
+        rounded = round_release(value, scale)
+        assert abs(rounded - value) <= scale / 20 + 1e-12 * abs(value)
+        assert round_release(rounded, scale) == rounded  # already on the grid
+        if abs(value) < 1e6 and scale < 10:  # and it prints with no more digits than the grid
+            digits = -math.floor(math.log10(scale / 10))
+            assert len(repr(rounded).split(".")[1]) <= digits
+    assert round_release(math.inf, 1.0) == math.inf and round_release(5.0, 0.0) == 5.0
