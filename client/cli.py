@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from client.query_commands import estimate, query
 from client.run_command import run
 
 app = typer.Typer(
@@ -18,6 +19,8 @@ app = typer.Typer(
 
 
 app.command("run")(run)
+app.command("estimate")(estimate)
+app.command("query")(query)
 
 
 def _mount_plugins() -> None:

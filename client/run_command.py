@@ -15,15 +15,21 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from client.api import UnseenClient, UnseenError
-
-EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
-DEFAULT_URL = "http://127.0.0.1:8000"
+from client.api import UnseenClient
+from client.cli_common import (
+    DEFAULT_URL,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    AsJson,
+    Token,
+    Url,
+    errors,
+    one_line_errors,
+)
 
 
 def declared_outputs(source: str) -> list[dict[str, Any]]:
@@ -92,16 +98,15 @@ def run(
             "--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS list."
         ),
     ] = None,
-    url: Annotated[str, typer.Option(envvar="UNSEEN_URL", help="Server URL.")] = DEFAULT_URL,
-    token: Annotated[str | None, typer.Option(envvar="UNSEEN_TOKEN", help="API token.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run FILE.py on a dataset's public sample: values, stdout, stderr, traceback; no budget.
 
     Example: unseen run --sample examples/mean_fare_by_period.py --dataset transport_cards
     """
     console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False)
     if not sample:
         errors.print(
             "only --sample runs show their output; full-data jobs are submitted "
@@ -117,15 +122,8 @@ def run(
     if not outputs:
         errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
         raise typer.Exit(EXIT_USAGE)
-    try:
-        with UnseenClient(url, token, timeout=300.0) as client:
-            job = client.run_on_sample(dataset, source, outputs)
-    except UnseenError as exc:
-        errors.print(f"refused: {exc.message}")
-        raise typer.Exit(EXIT_REFUSED if exc.code == "bad_code" else EXIT_FAILED) from exc
-    except httpx.HTTPError as exc:
-        errors.print(f"cannot reach the server at {url} ({exc}); check --url or UNSEEN_URL")
-        raise typer.Exit(EXIT_FAILED) from exc
+    with one_line_errors(url), UnseenClient(url, token, timeout=300.0) as client:
+        job = client.run_on_sample(dataset, source, outputs)
     result = job["sample_run"]
     if as_json:
         console.print_json(json.dumps({"job": job["id"], **result}))

@@ -1,0 +1,118 @@
+"""``unseen estimate`` and ``unseen query``: query mode from the terminal, over HTTP only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client.api import UnseenClient
+from client.cli_common import (
+    DEFAULT_URL,
+    EXIT_USAGE,
+    AsJson,
+    Token,
+    Url,
+    errors,
+    one_line_errors,
+    read_json_file,
+)
+
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset to query.")]
+Epsilon = Annotated[float, typer.Option("--epsilon", "-e", help="Privacy budget to spend.")]
+PlanFile = Annotated[
+    Path | None, typer.Argument(help="Plan as JSON (see README, Query mode).", show_default=False)
+]
+CountBy = Annotated[
+    list[str] | None,
+    typer.Option("--count-by", help="Shortcut: count per value of this column (repeatable)."),
+]
+
+
+def _plan(plan_file: Path | None, count_by: list[str] | None) -> dict[str, Any]:
+    if plan_file is not None and count_by:
+        errors.print("give a PLAN.json or --count-by, not both")
+        raise typer.Exit(EXIT_USAGE)
+    if plan_file is not None:
+        plan = read_json_file(plan_file, "plan")
+        if not isinstance(plan, dict):
+            errors.print(f"{plan_file} must hold one JSON object: the plan")
+            raise typer.Exit(EXIT_USAGE)
+        return plan
+    if count_by:
+        return {"group_by": list(count_by), "aggregates": [{"name": "count", "op": "count"}]}
+    errors.print("give a PLAN.json or --count-by COLUMN")
+    raise typer.Exit(EXIT_USAGE)
+
+
+def estimate(
+    dataset: Dataset,
+    epsilon: Epsilon,
+    plan_file: PlanFile = None,
+    count_by: CountBy = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Noise scale and 95 % error bound of a plan, before spending anything.
+
+    Example: unseen estimate --count-by station_id -d transport_cards -e 0.5
+    """
+    plan = _plan(plan_file, count_by)
+    with one_line_errors(url), UnseenClient(url, token) as client:
+        quantities = client.estimate(dataset, plan=plan, epsilon=epsilon)
+    if as_json:
+        Console().print_json(json.dumps(quantities))
+        return
+    table = Table("quantity", "ε", "sensitivity", "noise scale", "95% error")
+    for q in quantities:
+        table.add_row(q["name"], f"{q['epsilon']:g}", f"{q['sensitivity']:g}",
+                      f"{q['noise_scale']:.4g}", f"±{q['error_bound_95']:.4g}")  # fmt: skip
+    Console(highlight=False).print(table)
+
+
+def query(
+    dataset: Dataset,
+    epsilon: Epsilon,
+    plan_file: PlanFile = None,
+    count_by: CountBy = None,
+    wait: Annotated[bool, typer.Option(help="Wait until reviewed or released.")] = True,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a query-mode job: the plan runs on the full data, only a DP release comes back.
+
+    Example: unseen query --count-by line -d transport_cards -e 0.5
+    """
+    plan = _plan(plan_file, count_by)
+    console = Console(highlight=False)
+    with one_line_errors(url), UnseenClient(url, token) as client:
+        job = client.query(dataset, plan, epsilon)
+        if not as_json:
+            console.print(f"submitted query {job['id']} on {dataset} (ε={epsilon:g})")
+        if wait:
+            job = client.wait(job["id"], timeout=3600)
+    if as_json:
+        console.print_json(json.dumps(job, default=str))
+        return
+    reason = f" ({job['error_class']})" if job["error_class"] else ""
+    console.print(f"state: {job['state']}{reason}")
+    if job.get("result"):
+        show_cells(console, job["result"])
+    elif job["state"] == "awaiting_review":
+        console.print("an organizer reviews it before release; see it with the job's id later")
+
+
+def show_cells(console: Console, cells: list[dict[str, Any]]) -> None:
+    keys = list(cells[0].get("keys") or {})
+    table = Table(*keys, "output", "value", "noise scale", "95% error")
+    for cell in cells:
+        row = [str(cell["keys"][k]) for k in keys]
+        table.add_row(*row, cell["name"], f"{cell['value']:g}", f"{cell['noise_scale']:.4g}",
+                      f"±{cell['error_bound_95']:.4g}")  # fmt: skip
+    console.print(table)
