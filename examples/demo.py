@@ -6,8 +6,10 @@
 4. as the contestant: estimates the noise, submits examples/mean_fare_by_period.py in
    aggregate mode against the full transport-card data, and waits;
 5. as organizer: reviews and releases the output;
-6. as the contestant: prints the released values, their noise scale, the ε spent and the
-   team's remaining budget. The server is stopped on exit.
+6. as the contestant: runs a query-mode plan (exits and mean fare per metro line in the
+   morning peak, each card counted at most twice), released the same way;
+7. prints the released values, their noise scale, the ε spent and the team's remaining
+   budget. The server is stopped on exit.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from rich.table import Table
 
 from api.launcher import ServerProcess
 from client.api import UnseenClient
+from client.plans import Query, col, hour
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("UNSEEN_DEMO_DIR", ROOT / "var" / "demo"))
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
 EPSILON = 1.0
+QUERY_EPSILON = 1.0
 # More blocks, less noise (scale ∝ 1/k), more container runs. UNSEEN_DEMO_BLOCKS scales down.
 _k = int(os.environ.get("UNSEEN_DEMO_BLOCKS", "100"))
 BLOCKS = {"transport_cards": _k, "taxi_gps": max(2, _k // 2), "bus_events": max(2, _k // 2)}
@@ -97,6 +101,38 @@ def watch(contestant: UnseenClient, job_id: str) -> dict[str, Any]:
         return contestant.wait(job_id, on_update=update, timeout=1800)
 
 
+def run_query(contestant: UnseenClient, organizer: UnseenClient) -> dict:
+    """Query mode: exits per metro line in the morning peak, user-level DP, no code at all."""
+    plan = (
+        Query()
+        .where((col("event") == "out") & hour(col("ts")).between(7, 8))
+        .group_by("line")
+        .count("exits")
+        .mean("mean_fare", "fare", lo=0, hi=15)
+        .bound(rows_per_unit=2, groups_per_unit=1)
+        .to_json()
+    )
+    job = contestant.query("transport_cards", plan, QUERY_EPSILON)
+    console.print(f"submitted query {job['id']} (ε={QUERY_EPSILON}): exits per line, 7-9 am")
+    job = watch(contestant, job["id"])
+    organizer.release(str(job["id"]))
+    return contestant.job(str(job["id"]))
+
+
+def show_query(job: dict) -> None:
+    cells: dict[object, dict[str, dict]] = {}
+    for cell in job["result"]:
+        cells.setdefault(cell["keys"]["line"], {})[cell["name"]] = cell
+    table = Table(title=f"released: query {job['id']} (each card: one line, ≤ 2 exits)")
+    for column in ("line", "exits", "±95%", "mean fare", "±95%"):
+        table.add_column(column, justify="right")
+    for line, row in sorted(cells.items()):
+        exits, fare = row["exits"], row["mean_fare"]
+        table.add_row(str(line), f"{exits['value']:g}", f"{exits['error_bound_95']:.0f}",
+                      f"{fare['value']:.2f}", f"{fare['error_bound_95']:.2f}")  # fmt: skip
+    Console().print(table)
+
+
 def main() -> int:
     started = time.monotonic()
     full, sample = make_data()
@@ -131,6 +167,7 @@ def main() -> int:
         )
         organizer.release(str(job["id"]))
         job = contestant.job(str(job["id"]))
+        query = run_query(contestant, organizer)
         budget = next(b for b in contestant.budget() if b["dataset"] == "transport_cards")
 
     table = Table(title=f"released: job {job['id']} on transport_cards ({job['state']})")
@@ -145,7 +182,8 @@ def main() -> int:
             f"{value['epsilon']:.3f}",
         )
     Console().print(table)
-    print(f"epsilon spent by this job: {job['epsilon']:g}")
+    show_query(query)
+    print(f"epsilon spent by this job: {job['epsilon']:g}, by the query: {query['epsilon']:g}")
     print(
         f"team budget on transport_cards: spent {budget['spent']:g} of {budget['cap']:g}, "
         f"remaining {budget['remaining']:g}"

@@ -31,8 +31,11 @@ def test_demo_runs_end_to_end_and_is_repeatable(runner_image: str, tmp_path: Pat
             row = re.search(rf"{name}\s*│\s*([-\d.]+)\s*│\s*([\d.]+)", done.stdout)
             assert row, done.stdout
             assert float(row.group(2)) == pytest.approx(8 / 4 * 3, abs=1e-3)  # noise scale
-        assert "epsilon spent by this job: 1" in done.stdout
-        assert "spent 1 of 10, remaining 9" in done.stdout
+        assert "epsilon spent by this job: 1, by the query: 1" in done.stdout
+        assert "spent 2 of 10, remaining 8" in done.stdout
+        lines = re.findall(r"│\s+(\d+) │\s+(-?\d+) │\s+\d+ │\s+([\d.]+) │", done.stdout)
+        assert len(lines) == 20  # the query's table: every public metro line, once
+        assert all(0 <= float(fare) <= 15 for _, _, fare in lines)
     # The server was stopped on exit: its port answers no more.
     url = re.search(r"server up at (http://\S+)", done.stderr)
     assert url, done.stderr
