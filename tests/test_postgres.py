@@ -1,0 +1,89 @@
+"""The API on a real PostgreSQL (loopback, set up by scripts/system-setup): jobs of both modes
+run and release, and one budget holds under concurrent submissions — the same tests' promises
+as on SQLite, on the database a growing contest uses."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from client.api import UnseenError
+from tests.conftest import Deployment, SodaData, start_deployment
+from tests.test_e2e_jobs import budget_on
+from tests.test_e2e_queries import PLAN
+
+pytestmark = pytest.mark.docker
+ADMIN = "postgresql://unseen:unseen@127.0.0.1:5432/postgres"
+QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    """A fresh database for this module, dropped afterwards."""
+    name = f"unseen_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); "
+                    "run scripts/system-setup")  # fmt: skip
+    with admin:
+        admin.execute(f'create database "{name}"')
+        yield f"postgresql+psycopg://unseen:unseen@127.0.0.1:5432/{name}"
+        admin.execute(f'drop database "{name}" with (force)')
+
+
+@pytest.fixture(scope="module")
+def on_postgres(
+    runner_image: str, soda: SodaData, database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    env = {"UNSEEN_DATABASE_URL": database, "UNSEEN_BLOCK_SECONDS": "8", "UNSEEN_SLOTS": "2"}
+    deployed = start_deployment(tmp_path_factory.mktemp("pg-server"), soda, env)
+    yield deployed
+    deployed.server.stop()
+
+
+def test_both_modes_run_and_release_on_postgres(on_postgres: Deployment, database: str) -> None:
+    d = on_postgres
+    client = d.new_contestant("team-pg", "paula")
+    job = client.submit("cards_tiny", QUICK, [{"name": "n", "lo": 0, "hi": 1e5}], 0.5)
+    query = client.query("cards_tiny", PLAN, 0.5)
+    for pending in (job, query):
+        assert client.wait(pending["id"], timeout=300)["state"] == "awaiting_review"
+        d.organizer.release(pending["id"])
+        assert client.job(pending["id"])["result"]
+    assert budget_on(client, "cards_tiny")["spent"] == pytest.approx(1.0)
+    url = database.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as connection:  # the state really lives in PostgreSQL
+        states = connection.execute(
+            "select state from jobs where id in (%s, %s)", (job["id"], query["id"])
+        ).fetchall()
+    assert sorted(states) == [("released",), ("released",)]
+
+
+def test_concurrent_submissions_never_overspend_on_postgres(on_postgres: Deployment) -> None:
+    """20 submissions of ε=1 (both modes) at once against a cap of 5: exactly 5 get in."""
+    d = on_postgres
+    client = d.new_contestant("team-pg-rush", "pete")
+    d.organizer.set_budget_cap("team-pg-rush", "cards_tiny", 5.0)
+
+    def attempt(index: int) -> str:
+        try:
+            if index % 2:
+                return client.query("cards_tiny", PLAN, 1.0)["id"]
+            outputs = [{"name": "n", "lo": 0, "hi": 1e5}]
+            return client.submit("cards_tiny", QUICK, outputs, 1.0)["id"]
+        except UnseenError as exc:
+            assert exc.code == "budget_exceeded", exc
+            return ""
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        accepted = [job for job in pool.map(attempt, range(20)) if job]
+    assert len(accepted) == 5
+    for job in accepted:
+        assert client.wait(job, timeout=300)["state"] == "awaiting_review"
+    budget = budget_on(client, "cards_tiny")
+    assert (budget["spent"], budget["reserved"]) == (pytest.approx(5.0), pytest.approx(0.0))
