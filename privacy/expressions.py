@@ -11,10 +11,13 @@ evaluated by trusted code over whole columns at once.
     {"op": "hour" | "weekday", "args": [e]}      of a timestamp column (0-23, 0=Monday-6)
     {"op": "between", "args": [e, lo, hi]}       lo <= e <= hi, literals lo and hi
     {"op": "isin", "args": [e], "values": [..]}  e is one of the literal values
+    {"op": "bucket", "args": [e], "edges": [..]} index i of edges[i] <= e < edges[i+1]
+                                                 (a histogram's bin; outside: no bin)
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +27,7 @@ import pandas as pd
 
 MAX_DEPTH = 16
 MAX_ISIN = 10_000
+MAX_EDGES = 1_001
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,
@@ -39,7 +43,9 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 #: Functions whose result has a public, finite domain: usable as group-by keys without
 #: partition selection.
 KEY_DOMAINS: dict[str, list[int]] = {"hour": list(range(24)), "weekday": list(range(7))}
-OPERATORS = frozenset(_BINARY) | {"/", "and", "or", "not", "between", "isin"} | set(KEY_DOMAINS)
+OPERATORS = (
+    frozenset(_BINARY) | {"/", "and", "or", "not", "between", "isin", "bucket"} | set(KEY_DOMAINS)
+)
 
 
 class ExpressionError(ValueError):
@@ -69,7 +75,7 @@ def validate(expression: object, columns: Mapping[str, str], depth: int = 0) -> 
         raise ExpressionError(f"unknown operator {op!r}; use one of {', '.join(sorted(OPERATORS))}")
     if not isinstance(args, list) or not args:
         raise ExpressionError(f"{op!r} needs a non-empty list 'args'")
-    arity = {"not": 1, "hour": 1, "weekday": 1, "isin": 1, "between": 3}.get(op)
+    arity = {"not": 1, "hour": 1, "weekday": 1, "isin": 1, "bucket": 1, "between": 3}.get(op)
     if arity is None and op not in ("and", "or"):
         arity = 2
     if arity is not None and len(args) != arity:
@@ -80,6 +86,17 @@ def validate(expression: object, columns: Mapping[str, str], depth: int = 0) -> 
         values = expression.get("values")
         if not isinstance(values, list) or not 0 < len(values) <= MAX_ISIN:
             raise ExpressionError(f"'isin' needs 'values': a list of 1 to {MAX_ISIN} literals")
+    if op == "bucket":
+        edges = expression.get("edges")
+        if (
+            not isinstance(edges, list)
+            or not 2 <= len(edges) <= MAX_EDGES
+            or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)
+            or any(not b > a for a, b in itertools.pairwise(edges))
+        ):
+            raise ExpressionError(
+                f"'bucket' needs 'edges': 2 to {MAX_EDGES} increasing numbers, e.g. [0, 2, 4, 8]"
+            )
     for arg in args:
         validate(arg, columns, depth + 1)
 
@@ -111,6 +128,12 @@ def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
         return (values[0] >= values[1]) & (values[0] <= values[2])
     if op == "isin":
         return values[0].isin(expression["values"])
+    if op == "bucket":
+        edges = np.asarray(expression["edges"], dtype=float)
+        x = pd.Series(values[0]).astype(float)
+        index = np.searchsorted(edges, x.to_numpy(), side="right") - 1
+        inside = (index >= 0) & (index < len(edges) - 1)  # NaN lands outside too
+        return pd.Series(np.where(inside, index, -1), index=x.index)
     raise ExpressionError(f"unknown operator {op!r}")  # validate() keeps this unreachable
 
 
@@ -131,4 +154,6 @@ def key_domain(expression: dict[str, Any], key_sets: Mapping[str, list[Any]]) ->
         return key_sets.get(expression["col"])
     if expression.get("op") in KEY_DOMAINS:
         return KEY_DOMAINS[expression["op"]]
+    if expression.get("op") == "bucket":
+        return list(range(len(expression["edges"]) - 1))
     return None

@@ -1,9 +1,10 @@
 """Query mode: a declarative plan run by trusted code, with user-level contribution bounding.
 
 A plan filters rows, groups them by keys with a *public* domain (a dataset key set such as the
-stations, or ``hour``/``weekday`` of a timestamp), and asks for ``count``, ``sum`` or ``mean``
-aggregates with declared bounds. Every cell of the key domain is released, empty or not, so
-which groups exist is never revealed.
+stations, ``hour``/``weekday`` of a timestamp, or the ``bucket`` of a value between public
+edges — a histogram is a count grouped by buckets), and asks for ``count``, ``sum``, ``mean``
+or ``variance`` aggregates with declared bounds. Every cell of the key domain is released,
+empty or not, so which groups exist is never revealed.
 
 Privacy unit and bounding. Neighbouring datasets differ in *all rows of one unit* (a card, a
 taxi). Each block computes partial aggregates after bounding every unit's contribution:
@@ -14,11 +15,13 @@ taxi). Each block computes partial aggregates after bounding every unit's contri
 * summed values are clipped to ``[lo, hi]``.
 
 Sensitivity (L1 over the whole vector of cells, add/remove one unit): the unit's rows move at
-most ``G`` cells, each by at most ``R`` rows, so counts move by at most ``G·R`` in total and
-sums by at most ``G·R·max(|lo|, |hi|)``. Each noisy quantity (the counts, and one sum per summed
-column) gets an even share of ε; counts take two-sided geometric noise (integers), sums
-float-safe Laplace, each at L1 sensitivity / share: the whole release is ε-DP by sequential
-composition. Means are noisy sum / noisy count: post-processing, no extra budget.
+most ``G`` cells, each by at most ``R`` rows, so counts move by at most ``G·R`` in total, sums
+by at most ``G·R·max(|lo|, |hi|)`` and sums of squares by at most ``G·R·max(lo², hi²)``. Each
+noisy quantity (the counts, one sum per summed column, one sum of squares per variance column)
+gets an even share of ε; counts take two-sided geometric noise (integers), sums float-safe
+Laplace, each at L1 sensitivity / share: the whole release is ε-DP by sequential composition.
+Means (S/N) and variances (SS/N - (S/N)²) are post-processing of those noisy quantities: no
+extra budget.
 
 Blocks hold disjoint sets of units, so per-block partials are summed before the noise is drawn
 once; the same blocks serve aggregate mode, and the partials can come from many workers.
@@ -46,7 +49,8 @@ from privacy.mechanisms import (
     round_release,
 )
 
-AGGREGATES = ("count", "sum", "mean")
+AGGREGATES = ("count", "sum", "mean", "variance")
+NEEDS_COUNT = frozenset({"count", "mean", "variance"})
 COUNT = "count"
 
 
@@ -70,6 +74,11 @@ class Aggregate:
     hi: float = 0.0
 
     @property
+    def square_magnitude(self) -> float:
+        """Largest value one clipped row can add to a sum of squares."""
+        return max(self.lo**2, self.hi**2)
+
+    @property
     def magnitude(self) -> float:
         """Largest absolute value one clipped row can add to a sum."""
         return max(abs(self.lo), abs(self.hi))
@@ -87,6 +96,15 @@ class QueryPlan:
     def cells(self) -> list[tuple[Any, ...]]:
         """Every key combination, released whether or not any row falls in it."""
         return list(itertools.product(*(key.domain for key in self.group_by)))
+
+    @property
+    def squared_columns(self) -> list[Aggregate]:
+        """One sum-of-squares quantity per distinct column of a variance."""
+        seen: dict[str, Aggregate] = {}
+        for aggregate in self.aggregates:
+            if aggregate.op == "variance" and aggregate.column not in seen:
+                seen[str(aggregate.column)] = aggregate
+        return list(seen.values())
 
     @property
     def summed_columns(self) -> list[Aggregate]:
@@ -213,12 +231,12 @@ class Partials:
     def __add__(self, other: Partials) -> Partials:
         return Partials(
             self.counts + other.counts,
-            {column: total + other.sums[column] for column, total in self.sums.items()},
+            {quantity: total + other.sums[quantity] for quantity, total in self.sums.items()},
         )
 
     def cell(self, index: int) -> dict[str, float]:
         values = {COUNT: float(self.counts[index])}
-        values.update({f"sum:{c}": float(total[index]) for c, total in self.sums.items()})
+        values.update({quantity: float(total[index]) for quantity, total in self.sums.items()})
         return values
 
 
@@ -270,10 +288,13 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     rows, cell = rows[kept], cell[kept]
     counts = np.bincount(cell, minlength=cells).astype(np.int64)
     sums = {}
-    for aggregate in plan.summed_columns:
+    for aggregate, power in [(a, 1) for a in plan.summed_columns] + [
+        (a, 2) for a in plan.squared_columns
+    ]:
         values = frame[aggregate.column].to_numpy(dtype=float, na_value=np.nan)[rows]
         clipped = np.nan_to_num(np.clip(values, aggregate.lo, aggregate.hi), nan=0.0)
-        sums[str(aggregate.column)] = np.bincount(cell, weights=clipped, minlength=cells)
+        quantity = f"{'sum' if power == 1 else 'sumsq'}:{aggregate.column}"
+        sums[quantity] = np.bincount(cell, weights=clipped**power, minlength=cells)
     return Partials(counts, sums)
 
 
@@ -329,8 +350,8 @@ class QuantityNoise:
 def plan_query_noise(plan: QueryPlan, epsilon: float) -> list[QuantityNoise]:
     """Noise of every quantity, from public parameters only (what ``/estimate`` returns)."""
     quantities: list[QuantityNoise] = []
-    needs_count = any(a.op in (COUNT, "mean") for a in plan.aggregates)
-    share = epsilon / (int(needs_count) + len(plan.summed_columns))
+    needs_count = any(a.op in NEEDS_COUNT for a in plan.aggregates)
+    share = epsilon / (int(needs_count) + len(plan.summed_columns) + len(plan.squared_columns))
     contributions = plan.max_groups_per_unit * plan.max_rows_per_unit
     if needs_count:
         bound = geometric_error_bound(contributions, share)
@@ -343,6 +364,14 @@ def plan_query_noise(plan: QueryPlan, epsilon: float) -> list[QuantityNoise]:
         quantities.append(
             QuantityNoise(
                 f"sum:{aggregate.column}", delta, share, scale, laplace_error_bound(scale)
+            )
+        )
+    for aggregate in plan.squared_columns:
+        delta = contributions * aggregate.square_magnitude
+        scale = laplace_scale(delta, share)
+        quantities.append(
+            QuantityNoise(
+                f"sumsq:{aggregate.column}", delta, share, scale, laplace_error_bound(scale)
             )
         )
     return quantities
@@ -398,12 +427,36 @@ def _cell(
         return ReleasedCell(
             keys, aggregate.name, total, sums.noise_scale, sums.error_bound_95, sums.epsilon
         )
-    # mean: post-processing of two noisy releases; its error is propagated from theirs at the
-    # released count (no data is touched to compute it).
+    # mean and variance: post-processing of noisy releases; their error is propagated from
+    # theirs at the released count (no data is touched to compute it).
     count = noise[COUNT]
     denominator = max(noisy[COUNT], 1.0)
+    if aggregate.op == "variance":
+        return _variance(keys, aggregate, noisy, noise, denominator)
     mean = min(max(total / denominator, aggregate.lo), aggregate.hi)
     bound = (sums.error_bound_95 + aggregate.magnitude * count.error_bound_95) / denominator
     scale = (sums.noise_scale + aggregate.magnitude * count.noise_scale) / denominator
     bound = min(bound, aggregate.hi - aggregate.lo)
     return ReleasedCell(keys, aggregate.name, mean, scale, bound, sums.epsilon + count.epsilon)
+
+
+def _variance(
+    keys: dict[str, Any],
+    aggregate: Aggregate,
+    noisy: dict[str, float],
+    noise: dict[str, QuantityNoise],
+    denominator: float,
+) -> ReleasedCell:
+    """``SS/N - (S/N)^2`` from the noisy count N, sum S and sum of squares SS, kept within
+    ``[0, ((hi - lo) / 2)^2]``, the largest variance values in ``[lo, hi]`` can have."""
+    count, sums = noise[COUNT], noise[f"sum:{aggregate.column}"]
+    squares = noise[f"sumsq:{aggregate.column}"]
+    mean = min(max(noisy[sums.quantity] / denominator, aggregate.lo), aggregate.hi)
+    largest = ((aggregate.hi - aggregate.lo) / 2) ** 2
+    variance = min(max(noisy[squares.quantity] / denominator - mean**2, 0.0), largest)
+    m, m2 = aggregate.magnitude, aggregate.square_magnitude
+    bound = squares.error_bound_95 + 2 * m * sums.error_bound_95 + m2 * count.error_bound_95
+    scale = squares.noise_scale + 2 * m * sums.noise_scale + m2 * count.noise_scale
+    epsilon = count.epsilon + sums.epsilon + squares.epsilon
+    return ReleasedCell(keys, aggregate.name, variance, scale / denominator,
+                        min(bound / denominator, largest), epsilon)  # fmt: skip
