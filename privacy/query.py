@@ -358,22 +358,13 @@ def plan_query_noise(plan: QueryPlan, epsilon: float) -> list[QuantityNoise]:
         quantities.append(
             QuantityNoise(COUNT, contributions, share, contributions / share, float(bound))
         )
-    for aggregate in plan.summed_columns:
-        delta = contributions * aggregate.magnitude
+    summed = [("sum", a, a.magnitude) for a in plan.summed_columns]
+    squared = [("sumsq", a, a.square_magnitude) for a in plan.squared_columns]
+    for prefix, aggregate, magnitude in summed + squared:
+        delta = contributions * magnitude
         scale = laplace_scale(delta, share)
-        quantities.append(
-            QuantityNoise(
-                f"sum:{aggregate.column}", delta, share, scale, laplace_error_bound(scale)
-            )
-        )
-    for aggregate in plan.squared_columns:
-        delta = contributions * aggregate.square_magnitude
-        scale = laplace_scale(delta, share)
-        quantities.append(
-            QuantityNoise(
-                f"sumsq:{aggregate.column}", delta, share, scale, laplace_error_bound(scale)
-            )
-        )
+        name = f"{prefix}:{aggregate.column}"
+        quantities.append(QuantityNoise(name, delta, share, scale, laplace_error_bound(scale)))
     return quantities
 
 

@@ -126,23 +126,19 @@ def test_unknown_dataset_and_exhausted_budget(deployment: Deployment) -> None:
     )
 
 
-def test_concurrent_queries_and_jobs_share_one_budget_and_never_overspend(
-    deployment: Deployment,
-) -> None:
+def rush_one_budget(d: Deployment, team: str, user: str) -> None:
     """10 queries and 10 aggregate jobs of ε=1 fired at once against a cap of 5: exactly 5 get
     in, whatever their mode, and exactly ε=5 is spent once they ran."""
-    d = deployment
-    client = d.new_contestant("team-query-rush", "quentin")
-    d.organizer.set_budget_cap("team-query-rush", "cards_tiny", 5.0)
+    client = d.new_contestant(team, user)
+    d.organizer.set_budget_cap(team, "cards_tiny", 5.0)
     quick = "def analyze(df):\n    return {'n': float(len(df))}\n"
 
     def attempt(index: int) -> str:
         try:
             if index % 2:
                 return client.query("cards_tiny", PLAN, 1.0)["id"]
-            return client.submit("cards_tiny", quick, [{"name": "n", "lo": 0, "hi": 1e5}], 1.0)[
-                "id"
-            ]
+            outputs = [{"name": "n", "lo": 0, "hi": 1e5}]
+            return client.submit("cards_tiny", quick, outputs, 1.0)["id"]
         except UnseenError as exc:
             assert exc.code == "budget_exceeded", exc
             return ""
@@ -156,3 +152,9 @@ def test_concurrent_queries_and_jobs_share_one_budget_and_never_overspend(
         assert client.wait(job, timeout=300)["state"] == "awaiting_review"
     budget = budget_on(client, "cards_tiny")
     assert (budget["spent"], budget["reserved"]) == (pytest.approx(5.0), pytest.approx(0.0))
+
+
+def test_concurrent_queries_and_jobs_share_one_budget_and_never_overspend(
+    deployment: Deployment,
+) -> None:
+    rush_one_budget(deployment, "team-query-rush", "quentin")

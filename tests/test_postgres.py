@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from client.api import UnseenError
 from tests.conftest import Deployment, SodaData, start_deployment
 from tests.test_e2e_jobs import budget_on
-from tests.test_e2e_queries import PLAN
+from tests.test_e2e_queries import PLAN, rush_one_budget
 
 pytestmark = pytest.mark.docker
 ADMIN = "postgresql://unseen:unseen@127.0.0.1:5432/postgres"
@@ -66,24 +64,4 @@ def test_both_modes_run_and_release_on_postgres(on_postgres: Deployment, databas
 
 def test_concurrent_submissions_never_overspend_on_postgres(on_postgres: Deployment) -> None:
     """20 submissions of ε=1 (both modes) at once against a cap of 5: exactly 5 get in."""
-    d = on_postgres
-    client = d.new_contestant("team-pg-rush", "pete")
-    d.organizer.set_budget_cap("team-pg-rush", "cards_tiny", 5.0)
-
-    def attempt(index: int) -> str:
-        try:
-            if index % 2:
-                return client.query("cards_tiny", PLAN, 1.0)["id"]
-            outputs = [{"name": "n", "lo": 0, "hi": 1e5}]
-            return client.submit("cards_tiny", QUICK, outputs, 1.0)["id"]
-        except UnseenError as exc:
-            assert exc.code == "budget_exceeded", exc
-            return ""
-
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        accepted = [job for job in pool.map(attempt, range(20)) if job]
-    assert len(accepted) == 5
-    for job in accepted:
-        assert client.wait(job, timeout=300)["state"] == "awaiting_review"
-    budget = budget_on(client, "cards_tiny")
-    assert (budget["spent"], budget["reserved"]) == (pytest.approx(5.0), pytest.approx(0.0))
+    rush_one_budget(on_postgres, "team-pg-rush", "pete")
