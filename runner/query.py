@@ -8,12 +8,19 @@ keyed-hash partition aggregate mode uses; later they fan out across workers the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from privacy.query import Partials, QueryPlan, block_partials, referenced_columns, release_query
+from privacy.query import (
+    Partials,
+    QueryPlan,
+    block_partials,
+    combine_partials,
+    referenced_columns,
+    release_query,
+)
 from runner.blocks import BlockLayout
 
 
@@ -34,16 +41,17 @@ class QueryResult:
 def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None) -> QueryResult:
     """Every block's bounded partials, summed cell by cell, then one noisy release."""
     started = time.monotonic()
-    total: Partials | None = None
     blocks = job.layout.blocks
     columns = referenced_columns(job.plan, job.unit_column)
-    for index in range(blocks):
-        frame = pd.read_parquet(job.layout.block_path(index), columns=columns)
-        partial = block_partials(job.plan, frame, job.unit_column)
-        total = partial if total is None else total + partial
-        if progress is not None:
-            progress(index + 1, blocks)
-    assert total is not None  # a layout has at least one block
+
+    def partials() -> Iterator[Partials]:  # one block in memory at a time
+        for index in range(blocks):
+            frame = pd.read_parquet(job.layout.block_path(index), columns=columns)
+            yield block_partials(job.plan, frame, job.unit_column)
+            if progress is not None:
+                progress(index + 1, blocks)
+
+    total = combine_partials(partials())
     released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon)]
     report = {"blocks": blocks, "seconds": round(time.monotonic() - started, 3)}
     return QueryResult(released, report)
