@@ -86,6 +86,7 @@ class ZygoteContainer:
         self._limits, self._labels = limits, labels
         self._container: docker.models.containers.Container | None = None
         self._sock: socket.socket | None = None
+        self._attached: object | None = None
         self._raw = bytearray()  # Docker's multiplexed stream, not yet demuxed
         self._stdout = bytearray()  # the zygote's frames
         self._cleaning = False  # answered a block, "clean" not yet read
@@ -104,6 +105,9 @@ class ZygoteContainer:
         attached = self._container.attach_socket(
             params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
+        # Keep the object docker-py returned: it holds the HTTP response, whose collection by
+        # the garbage collector could close the socket under us.
+        self._attached = attached
         self._sock = getattr(attached, "_sock", attached)
         self._container.start()
         self._ready = False
@@ -126,10 +130,13 @@ class ZygoteContainer:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        ready, _, _ = select.select([self._sock], [], [], left)
-        if not ready:
+        try:
+            ready, _, _ = select.select([self._sock], [], [], left)
+            if not ready:
+                return False
+            chunk = self._sock.recv(1 << 20)
+        except (OSError, ValueError):  # a closed socket (fileno -1): the channel is gone
             return False
-        chunk = self._sock.recv(1 << 20)
         if not chunk:
             return False
         self._raw += chunk
@@ -172,7 +179,11 @@ class ZygoteContainer:
     def run(self, block_path: Path) -> BlockRun:
         started = time.monotonic()
         self._await_clean()
-        self.start()
+        try:
+            self.start()
+        except ZygoteError:  # nothing of the block was sent yet: one fresh container more
+            self.close()
+            self.start()
         assert self._sock is not None
         data = block_path.read_bytes()
         header = json.dumps({"size": len(data), "wall": self._limits.wall_seconds}).encode()
@@ -203,6 +214,7 @@ class ZygoteContainer:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
+        self._attached = None
         if self._container is not None:
             with contextlib.suppress(DockerException):
                 self._container.remove(force=True)

@@ -4,6 +4,7 @@ tries every channel to the next block of the same container; the next block must
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,3 +276,17 @@ def test_a_slot_runs_blocks_in_turn_in_two_containers(
     finally:
         slot.close()
     assert hosts[0] == hosts[2] and hosts[1] == hosts[3] and hosts[0] != hosts[1]
+
+
+def test_a_channel_lost_before_the_first_block_gets_a_fresh_container(
+    slot_for, blocks: tuple[Path, Path]
+) -> None:
+    """Once in CI the attach socket was found closed while the zygote warmed up (select() on
+    fd -1 failed the whole job). Nothing of a block has been sent then, so the slot starts a
+    fresh container instead; here the channel is shut down on purpose."""
+    slot = slot_for("def analyze(df):\n    return {'n': float(len(df))}\n")
+    slot.launch()
+    first = slot.container_id
+    slot._sock.shutdown(socket.SHUT_RDWR)
+    assert values(slot.run(blocks[0]), ["n"]) == {"n": 3.0}
+    assert slot.container_id != first
