@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass
 
 from RestrictedPython import compile_restricted_exec
@@ -33,6 +34,11 @@ _ALLOWED_TEXT = ", ".join(sorted(ALLOWED_MODULES - {"__future__"}))
 _RESTRICTED_LINE = re.compile(r"^Line (\d+): (.*)$", re.DOTALL)
 #: RestrictedPython's complaint about a plain (non-dunder) name with a leading underscore.
 _SINGLE_UNDERSCORE_NAME = re.compile(r'^"_(?!_)[^"]*" is an invalid variable name')
+#: CPython 3.11 keeps the AST constructor's recursion depth in per-interpreter state, so two
+#: threads turning source into AST objects at once (FastAPI runs routes in a thread pool) can
+#: corrupt it and raise ``SystemError: AST constructor recursion depth mismatch`` (CPython
+#: gh-106905). Parsing is CPU-bound under the GIL anyway: one parse at a time costs nothing.
+_PARSER = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,19 @@ def check_code(source: str, max_bytes: int = 256 * 1024) -> list[PolicyViolation
         return [PolicyViolation(None, f"code is larger than {max_bytes} bytes; trim it")]
     if "\x00" in source:
         return [PolicyViolation(None, "code contains a NUL byte; submit a plain text .py file")]
-    try:
-        tree = ast.parse(source, filename="analysis.py")
-    except SyntaxError as exc:
-        return [PolicyViolation(exc.lineno, f"syntax error: {exc.msg}; fix it and resubmit")]
-    found = _restricted_python(source) + _imports(tree) + _analyze_function(tree)
+    with _PARSER:
+        try:
+            tree = ast.parse(source, filename="analysis.py")
+            restricted = _restricted_python(source)
+        except (RecursionError, MemoryError):
+            return [
+                PolicyViolation(
+                    None,
+                    "code is nested too deeply to check (e.g. hundreds of chained `+`); "
+                    "split the expression into steps or use sum()/a loop",
+                )
+            ]
+        except SyntaxError as exc:
+            return [PolicyViolation(exc.lineno, f"syntax error: {exc.msg}; fix it and resubmit")]
+    found = restricted + _imports(tree) + _analyze_function(tree)
     return sorted(found, key=lambda v: (v.line or 0, v.message))

@@ -94,3 +94,43 @@ def test_every_problem_is_reported_in_line_order() -> None:
     found = check_code(source)
     assert [v.line for v in found] == [None, 1, 2, 4]
     assert any("def analyze(df)" in v.message for v in found)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["a+" * 400 + "a", "-" * 100_000 + "1", "a" + ".b" * 100_000, "(" * 1000 + ")" * 1000],
+)
+def test_deeply_nested_code_gets_an_error_not_a_crash(expression: str) -> None:
+    found = messages(f"x = {expression}\ndef analyze(df):\n    return {{}}\n")
+    assert len(found) == 1
+    assert "nested" in found[0] and ("split" in found[0] or "syntax error" in found[0])
+
+
+def test_checks_from_many_threads_at_once_never_crash() -> None:
+    """The API checks code in a thread pool; CPython 3.11 can corrupt its AST constructor's
+    recursion counter when two threads build ASTs at once (gh-106905). A garbage-collector
+    hook that yields the GIL on every collection makes threads switch inside the AST
+    constructor; without the module's lock 200 checks on 4 threads failed about 8 times."""
+    import gc
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = "\n".join(
+        f"def f{i}(x):\n    return [(a, {{'k': a * {i}}}) for a in x if a > {i}]" for i in range(5)
+    )
+    source += "\ndef analyze(df):\n    return {'n': float(len(df))}\n"
+
+    def yield_gil(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            time.sleep(0)
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(50)
+    gc.callbacks.append(yield_gil)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: check_code(source), range(200)))
+    finally:
+        gc.callbacks.remove(yield_gil)
+        gc.set_threshold(*threshold)
+    assert results == [[]] * 200
