@@ -116,6 +116,7 @@ class NoiseOut(BaseModel):
     sensitivity: float
     noise_scale: float
     error_bound_95: float
+    describes: str = Field("", description="What the noisy quantity is, and its unit.")
 
 
 class ReleasedOut(BaseModel):

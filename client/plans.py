@@ -131,10 +131,29 @@ class Query:
     ) -> Query:
         return self._numeric("mean", name, column, lo, hi)
 
-    def _numeric(
-        self, op: str, name: str, column: str, lo: float | None, hi: float | None
+    def variance(
+        self, name: str, column: str, lo: float | None = None, hi: float | None = None
     ) -> Query:
-        aggregate: dict[str, Any] = {"name": name, "op": op, "column": column}
+        return self._numeric("variance", name, column, lo, hi)
+
+    def quantile(
+        self,
+        name: str,
+        column: str,
+        q: float,
+        lo: float | None = None,
+        hi: float | None = None,
+        bins: int | None = None,
+    ) -> Query:
+        """``q`` in (0, 1): 0.5 for the median. All quantiles of a column share one noisy
+        histogram of ``bins`` bins (server default 100), so asking for several costs no more."""
+        extra: dict[str, Any] = {"q": q} if bins is None else {"q": q, "bins": bins}
+        return self._numeric("quantile", name, column, lo, hi, **extra)
+
+    def _numeric(
+        self, op: str, name: str, column: str, lo: float | None, hi: float | None, **extra: Any
+    ) -> Query:
+        aggregate: dict[str, Any] = {"name": name, "op": op, "column": column, **extra}
         if lo is not None or hi is not None:
             aggregate.update(lo=lo, hi=hi)
         self._aggregates.append(aggregate)

@@ -83,6 +83,42 @@ def test_query_is_estimated_run_reviewed_and_released(
     assert after["reserved"] == pytest.approx(before["reserved"])
 
 
+def test_median_and_p90_by_line_come_from_one_noisy_histogram(
+    deployment: Deployment, soda: SodaData
+) -> None:
+    d = deployment
+    client = d.new_contestant("team-quantiles", "qiu")
+    plan = (
+        Query()
+        .group_by("line")
+        .quantile("median_fare", "fare", 0.5, lo=0, hi=15, bins=60)
+        .quantile("p90_fare", "fare", 0.9, lo=0, hi=15, bins=60)
+        .bound(rows_per_unit=3, groups_per_unit=2)
+        .to_json()
+    )
+    (noise,) = client.estimate("transport_cards", plan=plan, epsilon=2.0)
+    assert noise["name"] == "hist:fare" and noise["epsilon"] == 2.0  # one histogram, all of ε
+    assert noise["sensitivity"] == 6 and "rank error" in noise["describes"]
+
+    job = client.query("transport_cards", plan, 2.0)
+    assert client.wait(job["id"], timeout=300)["state"] == "awaiting_review"
+    d.organizer.release(job["id"])
+    cells = client.job(job["id"])["result"]
+    entry = soda.entries(soda.full)["transport_cards"]
+    lines = entry["key_sets"]["line"]
+    assert len(cells) == 2 * len(lines)
+    assert all(0 <= c["value"] <= 15 and c["epsilon"] == 2.0 for c in cells)
+
+    data = pd.read_parquet(soda.full / str(entry["file"])).sort_values("card_id", kind="stable")
+    kept = data[data.groupby(["card_id"]).cumcount() < 3]  # a rough truth: bounding barely bites
+    within = 0
+    for cell in cells:
+        fares = kept.loc[kept["line"] == cell["keys"]["line"], "fare"].clip(0, 15)
+        truth = float(fares.quantile(0.5 if cell["name"] == "median_fare" else 0.9))
+        within += abs(cell["value"] - truth) <= cell["error_bound_95"] + 0.25
+    assert within >= 0.8 * len(cells)
+
+
 @pytest.mark.parametrize(
     ("plan", "status", "code", "says"),
     [

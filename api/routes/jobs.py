@@ -52,7 +52,8 @@ def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOu
         plan = checked_plan(body.plan, crud.dataset_policy(dataset))
         return [
             NoiseOut(name=q.quantity, epsilon=q.epsilon, sensitivity=q.sensitivity,
-                     noise_scale=q.noise_scale, error_bound_95=q.error_bound_95)
+                     noise_scale=q.noise_scale, error_bound_95=q.error_bound_95,
+                     describes=q.describes)
             for q in plan_query_noise(plan, body.epsilon)
         ]  # fmt: skip
     specs = _specs(body.outputs)

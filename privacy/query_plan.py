@@ -1,0 +1,239 @@
+"""Query plans: the JSON a contestant sends, checked against the dataset's public policy.
+
+Nothing here reads data. A plan that parses can run with the guarantee ``privacy.query``
+states; anything else is a ``PlanError`` whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from privacy.expressions import ExpressionError, key_domain, validate
+
+AGGREGATES = ("count", "sum", "mean", "variance", "quantile")
+NEEDS_COUNT = frozenset({"count", "mean", "variance"})
+SUMMED = frozenset({"sum", "mean", "variance"})
+COUNT = "count"
+QUANTILE = "quantile"
+MAX_BINS = 1_000
+#: Cells x bins of every quantile histogram: each bin is one noise draw.
+MAX_HISTOGRAM_BINS = 100_000
+
+
+class PlanError(ValueError):
+    """A plan that cannot run with the stated guarantee; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    name: str
+    expression: dict[str, Any]
+    domain: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    name: str
+    op: str
+    column: str | None = None
+    lo: float = 0.0
+    hi: float = 0.0
+    q: float = 0.0  # quantile only: which one, in (0, 1)
+    bins: int = 0  # quantile only: equal-width bins of [lo, hi] in the histogram behind it
+
+    @property
+    def square_magnitude(self) -> float:
+        """Largest value one clipped row can add to a sum of squares."""
+        return max(self.lo**2, self.hi**2)
+
+    @property
+    def magnitude(self) -> float:
+        """Largest absolute value one clipped row can add to a sum."""
+        return max(abs(self.lo), abs(self.hi))
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    filter: dict[str, Any] | None
+    group_by: tuple[GroupKey, ...]
+    aggregates: tuple[Aggregate, ...]
+    max_rows_per_unit: int
+    max_groups_per_unit: int
+
+    @property
+    def cells(self) -> list[tuple[Any, ...]]:
+        """Every key combination, released whether or not any row falls in it."""
+        return list(itertools.product(*(key.domain for key in self.group_by)))
+
+    @property
+    def squared_columns(self) -> list[Aggregate]:
+        """One sum-of-squares quantity per distinct column of a variance."""
+        seen: dict[str, Aggregate] = {}
+        for aggregate in self.aggregates:
+            if aggregate.op == "variance" and aggregate.column not in seen:
+                seen[str(aggregate.column)] = aggregate
+        return list(seen.values())
+
+    @property
+    def summed_columns(self) -> list[Aggregate]:
+        """One sum quantity per distinct column (sum, mean and variance of a column share it)."""
+        seen: dict[str, Aggregate] = {}
+        for aggregate in self.aggregates:
+            if aggregate.op in SUMMED and aggregate.column not in seen:
+                seen[str(aggregate.column)] = aggregate
+        return list(seen.values())
+
+    @property
+    def histogram_columns(self) -> list[Aggregate]:
+        """One histogram per distinct column of a quantile (all its quantiles share it)."""
+        seen: dict[str, Aggregate] = {}
+        for aggregate in self.aggregates:
+            if aggregate.op == QUANTILE and aggregate.column not in seen:
+                seen[str(aggregate.column)] = aggregate
+        return list(seen.values())
+
+
+@dataclass(frozen=True)
+class DatasetPolicy:
+    """What the dataset makes public: schema, unit, bounds, key sets and limits."""
+
+    columns: Mapping[str, str]
+    unit_column: str
+    bounds: Mapping[str, tuple[float, float]]
+    key_sets: Mapping[str, list[Any]]
+    max_cells: int = 10_000
+    max_rows_per_unit: int = 100
+    max_groups_per_unit: int = 10
+
+
+def _positive_int(raw: Mapping[str, Any], name: str, default: int, limit: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise PlanError(
+            f"{name} must be an integer from 1 to {limit} (dataset policy); got {value!r}"
+        )
+    return value
+
+
+def parse_plan(raw: Mapping[str, Any], policy: DatasetPolicy) -> QueryPlan:
+    """Validate a JSON plan against the dataset's public policy, before any data is read."""
+    unknown = set(raw) - {"filter", "group_by", "aggregates", "max_rows_per_unit",
+                          "max_groups_per_unit"}  # fmt: skip
+    if unknown:
+        raise PlanError(f"unknown plan fields: {', '.join(sorted(unknown))}")
+    try:
+        if raw.get("filter") is not None:
+            validate(raw["filter"], policy.columns)
+        keys = [_group_key(item, policy) for item in raw.get("group_by", [])]
+    except ExpressionError as exc:
+        raise PlanError(str(exc)) from exc
+    if len({key.name for key in keys}) != len(keys):
+        raise PlanError("group_by names must be distinct")
+    aggregates = [_aggregate(item, policy) for item in raw.get("aggregates", [])]
+    if not aggregates:
+        raise PlanError(
+            "a plan needs at least one aggregate, e.g. {'name': 'trips', 'op': 'count'}"
+        )
+    if len({a.name for a in aggregates}) != len(aggregates):
+        raise PlanError("aggregate names must be distinct")
+    _check_shared_bounds(aggregates)
+    plan = QueryPlan(
+        filter=raw.get("filter"),
+        group_by=tuple(keys),
+        aggregates=tuple(aggregates),
+        max_rows_per_unit=_positive_int(
+            raw, "max_rows_per_unit", policy.max_rows_per_unit, policy.max_rows_per_unit
+        ),
+        max_groups_per_unit=_positive_int(
+            raw, "max_groups_per_unit", policy.max_groups_per_unit, policy.max_groups_per_unit
+        ),
+    )
+    cells = math.prod(len(key.domain) for key in keys) * len(aggregates)
+    if cells > policy.max_cells:
+        raise PlanError(
+            f"the plan releases {cells:,} cells, more than the {policy.max_cells:,} allowed; "
+            "group by fewer keys or filter to fewer values"
+        )
+    grid = math.prod(len(key.domain) for key in keys)
+    binned = grid * sum(a.bins for a in plan.histogram_columns)
+    if binned > MAX_HISTOGRAM_BINS:
+        raise PlanError(
+            f"the quantiles need {binned:,} histogram bins (cells x bins), more than the "
+            f"{MAX_HISTOGRAM_BINS:,} allowed; use fewer bins or group by fewer keys"
+        )
+    return plan
+
+
+def _check_shared_bounds(aggregates: list[Aggregate]) -> None:
+    """Aggregates of one column share its clipped sum or histogram, so they share its bounds."""
+    first: dict[str, Aggregate] = {}
+    for aggregate in aggregates:
+        if aggregate.column is None:
+            continue
+        seen = first.setdefault(aggregate.column, aggregate)
+        if (seen.lo, seen.hi) != (aggregate.lo, aggregate.hi):
+            raise PlanError(
+                f"aggregates {seen.name!r} and {aggregate.name!r} clip {aggregate.column!r} "
+                f"to different bounds; give every aggregate of one column the same lo and hi"
+            )
+        if QUANTILE == seen.op == aggregate.op and seen.bins != aggregate.bins:
+            raise PlanError(
+                f"quantiles {seen.name!r} and {aggregate.name!r} of {aggregate.column!r} use "
+                "different bins; give them the same bins (they share one histogram)"
+            )
+
+
+def _group_key(item: object, policy: DatasetPolicy) -> GroupKey:
+    if isinstance(item, str):
+        item = {"name": item, "expr": {"col": item}}
+    if not isinstance(item, dict) or set(item) != {"name", "expr"}:
+        raise PlanError("a group_by item is a column name or {'name': ..., 'expr': {...}}")
+    validate(item["expr"], policy.columns)
+    domain = key_domain(item["expr"], policy.key_sets)
+    if domain is None:
+        public = ", ".join(sorted(policy.key_sets)) or "none"
+        raise PlanError(
+            f"group_by {item['name']!r} has no public set of keys; group by a column with one "
+            f"({public}) or by hour/weekday of a timestamp"
+        )
+    return GroupKey(str(item["name"]), item["expr"], tuple(domain))
+
+
+def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+        raise PlanError("an aggregate is {'name': ..., 'op': 'count'|'sum'|'mean'|..., ...}")
+    op = item.get("op")
+    if op not in AGGREGATES:
+        raise PlanError(f"aggregate {item['name']!r}: op must be one of {', '.join(AGGREGATES)}")
+    if op == COUNT:
+        return Aggregate(item["name"], COUNT)
+    column = item.get("column")
+    if column not in policy.columns or column == policy.unit_column:
+        raise PlanError(f"aggregate {item['name']!r}: 'column' must name a numeric column")
+    lo, hi = item.get("lo"), item.get("hi")
+    if lo is None and hi is None and column in policy.bounds:
+        lo, hi = policy.bounds[column]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+        raise PlanError(
+            f"aggregate {item['name']!r} needs finite bounds lo < hi (or dataset bounds for "
+            f"{column!r}); got lo={lo!r}, hi={hi!r}"
+        )
+    if op != QUANTILE:
+        if set(item) - {"name", "op", "column", "lo", "hi"}:
+            raise PlanError(f"aggregate {item['name']!r}: q and bins belong to quantiles only")
+        return Aggregate(item["name"], op, column, float(lo), float(hi))
+    q, bins = item.get("q"), item.get("bins", 100)
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+        raise PlanError(
+            f"quantile {item['name']!r} needs q strictly between 0 and 1 (0.5 for the median, "
+            f"0.9 for p90); got {q!r}"
+        )
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= MAX_BINS:
+        raise PlanError(
+            f"quantile {item['name']!r}: bins must be an integer from 2 to {MAX_BINS}; got {bins!r}"
+        )
+    return Aggregate(item["name"], op, column, float(lo), float(hi), float(q), bins)
