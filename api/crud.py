@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 from api.auth import hash_token, new_token
 from api.errors import ApiError, not_found
 from api.models import AuditEvent, Budget, Dataset, Job, Team, User
-from privacy.budget import BudgetError, charge_units, remaining_units, to_epsilon
+from privacy.budget import (
+    BudgetError,
+    charge_units,
+    delta_charge_units,
+    remaining_units,
+    to_delta,
+    to_epsilon,
+)
 from privacy.query import DatasetPolicy
 from runner.tasks import ErrorClass, JobState
 
@@ -36,7 +43,14 @@ def create_user(
 
 def _open_budget(session: Session, team: Team, dataset: Dataset) -> None:
     """Every (team, dataset) pair gets its ledger up front, so reservations never race an INSERT."""
-    session.add(Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units))
+    session.add(
+        Budget(
+            team_id=team.id,
+            dataset_id=dataset.id,
+            cap_units=dataset.team_cap_units,
+            delta_cap_units=dataset.team_delta_cap_units,
+        )
+    )
 
 
 def create_team(session: Session, name: str, actor: User) -> Team:
@@ -46,9 +60,7 @@ def create_team(session: Session, name: str, actor: User) -> Team:
     session.add(team)
     session.flush()
     for dataset in session.scalars(select(Dataset)):
-        session.add(
-            Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units)
-        )
+        _open_budget(session, team, dataset)
     audit(session, actor, "team.created", team=name)
     return team
 
@@ -81,9 +93,7 @@ def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
             409, "dataset_exists", f"dataset {dataset.name!r} is already registered"
         ) from exc
     for team in session.scalars(select(Team)):
-        session.add(
-            Budget(team_id=team.id, dataset_id=dataset.id, cap_units=dataset.team_cap_units)
-        )
+        _open_budget(session, team, dataset)
     audit(session, actor, "dataset.registered", dataset=dataset.name, blocks=dataset.blocks)
 
 
@@ -115,14 +125,25 @@ def epsilon_units(epsilon: float) -> int:
 
 
 def queue_job(
-    session: Session, user: User, dataset: Dataset, epsilon: float, **fields: object
+    session: Session,
+    user: User,
+    dataset: Dataset,
+    epsilon: float,
+    delta: float = 0.0,
+    **fields: object,
 ) -> tuple[Job, Team]:
     """Reserve the budget and queue the job in the caller's transaction: both or neither."""
     units = epsilon_units(epsilon)
+    try:
+        delta_units = delta_charge_units(delta)
+    except BudgetError as exc:
+        raise ApiError(422, "bad_delta", str(exc)) from exc
     team = session.get(Team, user.team_id)
     assert team is not None
-    reserve_budget(session, team, dataset, units)
+    reserve_budget(session, team, dataset, units, delta_units)
     job = Job(
+        delta=delta,
+        delta_units=delta_units,
         team_id=team.id,
         user_id=user.id,
         dataset_id=dataset.id,
@@ -136,20 +157,27 @@ def queue_job(
     session.flush()
     audit(session, user, "job.submitted", job=job.id, dataset=dataset.name, epsilon=epsilon,
           mode=job.mode)  # fmt: skip
-    audit(session, user, "budget.reserved", job=job.id, epsilon=epsilon)
+    audit(session, user, "budget.reserved", job=job.id, epsilon=epsilon, delta=delta)
     return job, team
 
 
-def reserve_budget(session: Session, team: Team, dataset: Dataset, units: int) -> None:
-    """Reserve atomically: one UPDATE whose WHERE re-checks the remaining budget."""
+def reserve_budget(
+    session: Session, team: Team, dataset: Dataset, units: int, delta_units: int = 0
+) -> None:
+    """Reserve atomically: one UPDATE whose WHERE re-checks the remaining ε and δ."""
     reserved = session.execute(
         update(Budget)
         .where(
             Budget.team_id == team.id,
             Budget.dataset_id == dataset.id,
             Budget.cap_units - Budget.spent_units - Budget.reserved_units >= units,
+            Budget.delta_cap_units - Budget.delta_spent_units - Budget.delta_reserved_units
+            >= delta_units,
         )
-        .values(reserved_units=Budget.reserved_units + units)
+        .values(
+            reserved_units=Budget.reserved_units + units,
+            delta_reserved_units=Budget.delta_reserved_units + delta_units,
+        )
         .execution_options(synchronize_session=False)
     )
     if reserved.rowcount != 1:
@@ -157,6 +185,19 @@ def reserve_budget(session: Session, team: Team, dataset: Dataset, units: int) -
         left = to_epsilon(
             remaining_units(budget.cap_units, budget.spent_units, budget.reserved_units)
         )
+        delta_left = remaining_units(
+            budget.delta_cap_units, budget.delta_spent_units, budget.delta_reserved_units
+        )
+        if delta_left < delta_units:
+            raise ApiError(
+                409,
+                "budget_exceeded",
+                f"this job needs delta={to_delta(delta_units):g} but team {team.name!r} has "
+                f"delta={to_delta(delta_left):g} left on {dataset.name!r}; lower delta or ask "
+                "the organizer to raise the delta cap",
+                remaining=left,
+                remaining_delta=to_delta(delta_left),
+            )
         raise ApiError(
             409,
             "budget_exceeded",
@@ -174,6 +215,8 @@ def commit_budget(session: Session, job: Job) -> None:
         .values(
             reserved_units=Budget.reserved_units - job.charge_units,
             spent_units=Budget.spent_units + job.charge_units,
+            delta_reserved_units=Budget.delta_reserved_units - job.delta_units,
+            delta_spent_units=Budget.delta_spent_units + job.delta_units,
         )
         .execution_options(synchronize_session=False)
     )
@@ -184,7 +227,10 @@ def return_budget(session: Session, job: Job) -> None:
     session.execute(
         update(Budget)
         .where(Budget.team_id == job.team_id, Budget.dataset_id == job.dataset_id)
-        .values(reserved_units=Budget.reserved_units - job.charge_units)
+        .values(
+            reserved_units=Budget.reserved_units - job.charge_units,
+            delta_reserved_units=Budget.delta_reserved_units - job.delta_units,
+        )
         .execution_options(synchronize_session=False)
     )
 

@@ -64,6 +64,7 @@ class Dataset(Base):
     sample_path: Mapped[str] = mapped_column(Text)
     sample_rows: Mapped[int] = mapped_column(Integer)
     team_cap_units: Mapped[int] = mapped_column(BigInteger)
+    team_delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
     node: Mapped[str] = mapped_column(String(64), default="local")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -79,6 +80,10 @@ class Budget(Base):
     cap_units: Mapped[int] = mapped_column(BigInteger)
     spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    # δ, in femto-δ units: spent only by DP partition selection (keys without a public set).
+    delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Job(Base):
@@ -96,6 +101,8 @@ class Job(Base):
     combine: Mapped[str] = mapped_column(String(8))
     epsilon: Mapped[float] = mapped_column()
     charge_units: Mapped[int] = mapped_column(BigInteger)
+    delta: Mapped[float] = mapped_column(default=0.0)
+    delta_units: Mapped[int] = mapped_column(BigInteger, default=0)
     blocks_done: Mapped[int] = mapped_column(Integer, default=0)
     blocks_total: Mapped[int] = mapped_column(Integer, default=0)
     error_class: Mapped[str | None] = mapped_column(String(32), default=None)

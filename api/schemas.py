@@ -50,6 +50,9 @@ class NewDataset(Strict):
     key_sets: dict[str, list[str | int | float]] = Field(default_factory=dict)
     blocks: int | None = Field(None, ge=2, le=100_000)
     team_epsilon: float = Field(10.0, ge=0, le=1000, description="Budget cap per team.")
+    team_delta: float = Field(
+        1e-6, ge=0, lt=1, description="δ cap per team, spent only by partition selection."
+    )
 
 
 class DatasetOut(BaseModel):
@@ -62,6 +65,7 @@ class DatasetOut(BaseModel):
     blocks: int
     sample_rows: int
     team_epsilon: float
+    team_delta: float
 
 
 class DatasetOrganizerOut(DatasetOut):
@@ -98,6 +102,7 @@ class EstimateIn(Strict):
     outputs: list[OutputIn] = Field(default_factory=list)
     plan: dict[str, Any] | None = None
     epsilon: float = Field(gt=0, le=10)
+    delta: float = Field(0.0, ge=0, le=1e-4)
     combine: Literal["mean", "sum"] = "mean"
 
 
@@ -108,6 +113,9 @@ class NewQuery(Strict):
         "[{name, op: count|sum|mean, column, lo, hi}], max_rows_per_unit, max_groups_per_unit."
     )
     epsilon: float = Field(gt=0, le=10)
+    delta: float = Field(
+        0.0, ge=0, le=1e-4, description="Only for group_by keys without a public set."
+    )
 
 
 class NoiseOut(BaseModel):
@@ -156,6 +164,7 @@ class JobOut(BaseModel):
     target: str
     state: str
     epsilon: float
+    delta: float = 0.0
     combine: str
     outputs: list[OutputIn]
     plan: dict[str, Any] | None = None
@@ -193,10 +202,15 @@ class BudgetOut(BaseModel):
     spent: float
     reserved: float
     remaining: float
+    delta_cap: float = 0.0
+    delta_spent: float = 0.0
+    delta_reserved: float = 0.0
+    delta_remaining: float = 0.0
 
 
 class BudgetCapIn(Strict):
     epsilon: float = Field(ge=0, le=1000)
+    delta: float | None = Field(None, ge=0, lt=1, description="Leave out to keep the δ cap.")
 
 
 class ReviewDecision(Strict):

@@ -39,7 +39,7 @@ class SqlJobStore:
         if job.mode == "query":
             assert job.plan is not None
             plan = parse_plan(job.plan, policy)  # validated at submission; same policy now
-            return ClaimedQuery(job_id, layout, plan, policy.unit_column, job.epsilon)
+            return ClaimedQuery(job_id, layout, plan, policy.unit_column, job.epsilon, job.delta)
         outputs = [make_output_spec(**spec) for spec in job.outputs]
         return ClaimedJob(
             job_id,

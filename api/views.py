@@ -14,7 +14,7 @@ from api.schemas import (
     ReleasedOut,
     SampleRunOut,
 )
-from privacy.budget import remaining_units, to_epsilon
+from privacy.budget import remaining_units, to_delta, to_epsilon
 from runner.tasks import JobState
 
 
@@ -29,6 +29,7 @@ def _dataset_fields(dataset: Dataset) -> dict[str, object]:
         "blocks": dataset.blocks,
         "sample_rows": dataset.sample_rows,
         "team_epsilon": to_epsilon(dataset.team_cap_units),
+        "team_delta": to_delta(dataset.team_delta_cap_units),
     }
 
 
@@ -59,6 +60,7 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "target": job.target,
         "state": job.state,
         "epsilon": job.epsilon,
+        "delta": job.delta,
         "combine": job.combine,
         "outputs": [OutputIn(**spec) for spec in job.outputs],
         "plan": job.plan,
@@ -99,4 +101,12 @@ def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:
         spent=to_epsilon(budget.spent_units),
         reserved=to_epsilon(budget.reserved_units),
         remaining=to_epsilon(left),
+        delta_cap=to_delta(budget.delta_cap_units),
+        delta_spent=to_delta(budget.delta_spent_units),
+        delta_reserved=to_delta(budget.delta_reserved_units),
+        delta_remaining=to_delta(
+            remaining_units(
+                budget.delta_cap_units, budget.delta_spent_units, budget.delta_reserved_units
+            )
+        ),
     )

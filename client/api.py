@@ -95,18 +95,26 @@ class UnseenClient:
         epsilon: float = 1.0,
         combine: str = "mean",
         plan: dict[str, Any] | None = None,
+        delta: float = 0.0,
     ) -> list[dict[str, Any]]:
         """Noise scale and 95 % error bound of an aggregate job's outputs or a query plan."""
         body: dict[str, Any] = {"dataset": dataset, "epsilon": epsilon, "combine": combine}
+        if delta:
+            body["delta"] = delta
         if plan is not None:
             body["plan"] = plan
         else:
             body["outputs"] = outputs or []
         return self._request("POST", "/v1/estimate", json=body)
 
-    def query(self, dataset: str, plan: dict[str, Any], epsilon: float) -> dict[str, Any]:
-        """Queue a query-mode job: a declarative plan, user-level ε-DP release."""
-        body = {"dataset": dataset, "plan": plan, "epsilon": epsilon}
+    def query(
+        self, dataset: str, plan: dict[str, Any], epsilon: float, delta: float = 0.0
+    ) -> dict[str, Any]:
+        """Queue a query-mode job: a declarative plan, user-level ε-DP release ((ε, δ) when
+        keys without a public set are chosen by partition selection)."""
+        body: dict[str, Any] = {"dataset": dataset, "plan": plan, "epsilon": epsilon}
+        if delta:
+            body["delta"] = delta
         return self._request("POST", "/v1/queries", json=body)
 
     def submit(
@@ -173,7 +181,10 @@ class UnseenClient:
     def budget(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/budget")
 
-    def set_budget_cap(self, team: str, dataset: str, epsilon: float) -> dict[str, Any]:
-        return self._request(
-            "PUT", f"/v1/teams/{team}/budgets/{dataset}", json={"epsilon": epsilon}
-        )
+    def set_budget_cap(
+        self, team: str, dataset: str, epsilon: float, delta: float | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"epsilon": epsilon}
+        if delta is not None:
+            body["delta"] = delta
+        return self._request("PUT", f"/v1/teams/{team}/budgets/{dataset}", json=body)

@@ -24,6 +24,14 @@ from client.cli_common import (
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset to query.")]
 Epsilon = Annotated[float, typer.Option("--epsilon", "-e", help="Privacy budget to spend.")]
+Delta = Annotated[
+    float,
+    typer.Option(
+        "--delta",
+        help="Only when grouping by a column without a public key set: the δ that DP "
+        "partition selection spends (e.g. 1e-8).",
+    ),
+]
 PlanFile = Annotated[
     Path | None, typer.Argument(help="Plan as JSON (see README, Query mode).", show_default=False)
 ]
@@ -54,6 +62,7 @@ def estimate(
     epsilon: Epsilon,
     plan_file: PlanFile = None,
     count_by: CountBy = None,
+    delta: Delta = 0.0,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -64,7 +73,7 @@ def estimate(
     """
     plan = _plan(plan_file, count_by)
     with one_line_errors(url), UnseenClient(url, token) as client:
-        quantities = client.estimate(dataset, plan=plan, epsilon=epsilon)
+        quantities = client.estimate(dataset, plan=plan, epsilon=epsilon, delta=delta)
     if as_json:
         Console().print_json(json.dumps(quantities))
         return
@@ -80,6 +89,7 @@ def query(
     epsilon: Epsilon,
     plan_file: PlanFile = None,
     count_by: CountBy = None,
+    delta: Delta = 0.0,
     wait: Annotated[bool, typer.Option(help="Wait until reviewed or released.")] = True,
     url: Url = DEFAULT_URL,
     token: Token = None,
@@ -92,9 +102,10 @@ def query(
     plan = _plan(plan_file, count_by)
     console = Console(highlight=False)
     with one_line_errors(url), UnseenClient(url, token) as client:
-        job = client.query(dataset, plan, epsilon)
+        job = client.query(dataset, plan, epsilon, delta)
         if not as_json:
-            console.print(f"submitted query {job['id']} on {dataset} (ε={epsilon:g})")
+            spent = f"ε={epsilon:g}" + (f", δ={delta:g}" if delta else "")
+            console.print(f"submitted query {job['id']} on {dataset} ({spent})")
         if wait:
             job = client.wait(job["id"], timeout=3600)
     if as_json:
@@ -109,6 +120,9 @@ def query(
 
 
 def show_cells(console: Console, cells: list[dict[str, Any]]) -> None:
+    if not cells:
+        console.print("no cell was released: partition selection kept no key")
+        return
     keys = list(cells[0].get("keys") or {})
     table = Table(*keys, "output", "value", "noise scale", "95% error")
     for cell in cells:

@@ -1,7 +1,10 @@
-"""Budget arithmetic in integer micro-ε, so repeated charges never drift past the cap.
+"""Budget arithmetic in integer micro-ε (and femto-δ), so repeated charges never drift past
+the cap.
 
 Floats summed in different orders round differently; a ledger must not. Charges round *up*
-and caps round *down* to whole micro-ε units, so rounding can only ever under-spend.
+and caps round *down* to whole units, so rounding can only ever under-spend. ε and δ compose
+by simple addition (basic composition): a team's releases on a dataset are together
+(Σε, Σδ)-DP, which the caps bound.
 """
 
 from __future__ import annotations
@@ -34,6 +37,28 @@ def cap_units(epsilon: float) -> int:
 
 def to_epsilon(units: int) -> float:
     return units / UNITS_PER_EPSILON
+
+
+UNITS_PER_DELTA = 10**15
+MAX_DELTA_PER_JOB = 1e-4
+
+
+def delta_charge_units(delta: float) -> int:
+    """Femto-δ units a job of ``delta`` costs (rounded up); 0 for a pure ε-DP job."""
+    if not (math.isfinite(delta) and 0 <= delta <= MAX_DELTA_PER_JOB):
+        raise BudgetError(f"delta must be a number in [0, {MAX_DELTA_PER_JOB:g}]; got {delta}")
+    return math.ceil(delta * UNITS_PER_DELTA - 1e-6)
+
+
+def delta_cap_units(delta: float) -> int:
+    """Femto-δ units a cap of ``delta`` allows (rounded down)."""
+    if not (math.isfinite(delta) and 0 <= delta < 1):
+        raise BudgetError(f"a delta cap must be a number in [0, 1); got {delta}")
+    return math.floor(delta * UNITS_PER_DELTA + 1e-6)
+
+
+def to_delta(units: int) -> float:
+    return units / UNITS_PER_DELTA
 
 
 def remaining_units(cap: int, spent: int, reserved: int) -> int:

@@ -118,6 +118,28 @@ def geometric_release(count: int, sensitivity: int, epsilon: float) -> int:
     return int(_secure(mechanism).randomise(count))
 
 
+def selection_threshold(max_partitions: int, epsilon: float, delta: float) -> int:
+    """Smallest integer threshold ``t`` for DP partition selection with geometric noise.
+
+    Each key's count of distinct units gets two-sided geometric noise ``X`` with
+    ``a = exp(-ε / G)``, ``G`` the most keys one unit may appear in (``max_partitions``); a key
+    is released when ``count + X >= t``.
+
+    Proof sketch (add/remove one unit). Keys present with and without the unit: their unit
+    counts move by at most 1 each and by at most ``G`` in L1, so the noisy counts (and which of
+    them pass) are ε-DP. Keys that exist *only* because of the unit have count exactly 1: one
+    passes with probability ``P(X >= t - 1) = a^(t-1) / (1 + a)``, so any of at most ``G`` do
+    with probability at most ``G · a^(t-1) / (1 + a) <= δ``. Together: (ε, δ)-DP. Solving for
+    ``t``: ``t - 1 >= ln(δ (1 + a) / G) / ln a``.
+    """
+    _check_count_sensitivity(max_partitions)
+    alpha = geometric_alpha(max_partitions, epsilon)
+    if not (math.isfinite(delta) and 0 < delta < 1):
+        raise MechanismError(f"delta must lie in (0, 1); got {delta}")
+    needed = math.log(delta * (1 + alpha) / max_partitions) / math.log(alpha)
+    return max(1, math.ceil(needed - 1e-12) + 1)
+
+
 def geometric_release_many(counts: Sequence[int], sensitivity: int, epsilon: float) -> list[int]:
     """``geometric_release`` of each count (independent draws) with one mechanism object, which
     halves the cost per draw; as for Laplace, composing the vector is the caller's to state."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,19 +23,46 @@ from privacy.query_plan import COUNT, QueryPlan
 
 @dataclass(frozen=True)
 class Partials:
-    """Per cell of the plan's dense key grid (``plan.cells`` order): row counts, clipped sums
-    per summed column (``sum:col``, ``sumsq:col``), and histograms of clipped values, one row of
-    bins per cell (``hist:col``). Partials of blocks with disjoint units add up to the whole."""
+    """Per cell: row counts, clipped sums per summed column (``sum:col``, ``sumsq:col``), and
+    histograms of clipped values, one row of bins per cell (``hist:col``). Partials of blocks
+    with disjoint units add up to the whole.
+
+    Cells are the plan's dense grid (``plan.cells`` order) when every key is public; otherwise
+    ``keys`` lists the key tuples this block saw, and ``units`` counts the distinct units kept
+    in each (what partition selection thresholds).
+    """
 
     counts: np.ndarray
     sums: dict[str, np.ndarray]
     histograms: dict[str, np.ndarray]
+    keys: tuple[tuple[Any, ...], ...] | None = None
+    units: np.ndarray | None = None
 
     def __add__(self, other: Partials) -> Partials:
+        if self.keys is None or other.keys is None:
+            return Partials(
+                self.counts + other.counts,
+                {quantity: total + other.sums[quantity] for quantity, total in self.sums.items()},
+                {name: bins + other.histograms[name] for name, bins in self.histograms.items()},
+            )
+        keys = tuple(dict.fromkeys(self.keys + other.keys))
+        where = {key: index for index, key in enumerate(keys)}
+        mine = np.array([where[key] for key in self.keys], dtype=np.int64)
+        theirs = np.array([where[key] for key in other.keys], dtype=np.int64)
+
+        def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(keys), *a.shape[1:]), dtype=np.result_type(a, b))
+            np.add.at(out, mine, a)
+            np.add.at(out, theirs, b)
+            return out
+
+        assert self.units is not None and other.units is not None
         return Partials(
-            self.counts + other.counts,
-            {quantity: total + other.sums[quantity] for quantity, total in self.sums.items()},
-            {name: bins + other.histograms[name] for name, bins in self.histograms.items()},
+            union(self.counts, other.counts),
+            {quantity: union(total, other.sums[quantity]) for quantity, total in self.sums.items()},
+            {name: union(bins, other.histograms[name]) for name, bins in self.histograms.items()},
+            keys,
+            union(self.units, other.units),
         )
 
     def cell(self, index: int) -> dict[str, float]:
@@ -59,14 +87,13 @@ def referenced_columns(plan: QueryPlan, unit_column: str) -> list[str]:
 
 
 def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Partials:
-    """Bounded partial aggregates of one block, on its dense cell grid.
+    """Bounded partial aggregates of one block, on its dense cell grid (or, for keys without
+    a public set, on the key combinations the block saw).
 
     Trusted code over one block. A unit's rows all lie in this block, so its bounding only
     looks at this block; "first" means in the block's row order (sorted by unit, then as
     stored), a function of the unit's own rows.
     """
-    sizes = [len(key.domain) for key in plan.group_by]
-    cells = math.prod(sizes)
     keep = np.ones(len(frame), dtype=bool)
     if plan.filter is not None:
         selected = evaluate(plan.filter, frame)
@@ -74,21 +101,37 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
             keep &= selected.fillna(False).to_numpy(dtype=bool)
         elif not selected:
             keep[:] = False
-    codes = []
+    codes, domains = [], []
     for key in plan.group_by:
-        values = evaluate(key.expression, frame)
-        code = pd.Index(key.domain).get_indexer(pd.Series(values, index=frame.index))
+        values = pd.Series(evaluate(key.expression, frame), index=frame.index)
+        if key.domain is not None:
+            code, domain = pd.Index(key.domain).get_indexer(values), key.domain
+        else:  # a missing key is no key: its rows are in no group
+            code, uniques = pd.factorize(values, use_na_sentinel=True)
+            domain = tuple(_plain(value) for value in uniques)
         keep &= code >= 0  # outside the public domain: never released, so never counted
         codes.append(code)
+        domains.append(domain)
     rows = np.flatnonzero(keep)
+    sizes = [max(len(domain), 1) for domain in domains]
     cell = (
         np.ravel_multi_index([c[rows] for c in codes], sizes)
         if codes
         else np.zeros(len(rows), dtype=np.int64)
     )
+    keys = None
+    if plan.public:
+        cells = math.prod(sizes)
+    else:  # only the key combinations this block saw
+        seen, cell = np.unique(cell, return_inverse=True)
+        cells = len(seen)
+        parts = np.unravel_index(seen, sizes) if len(seen) else [[] for _ in sizes]
+        keys = tuple(zip(*(
+            [domain[i] for i in part] for domain, part in zip(domains, parts, strict=True)
+        ), strict=True))  # fmt: skip
     units = frame[unit_column].to_numpy()[rows]
     kept = _bounded(units, cell, cells, plan.max_groups_per_unit, plan.max_rows_per_unit)
-    rows, cell = rows[kept], cell[kept]
+    rows, cell, units = rows[kept], cell[kept], units[kept]
     counts = np.bincount(cell, minlength=cells).astype(np.int64)
     sums = {}
     for aggregate, power in [(a, 1) for a in plan.summed_columns] + [
@@ -108,7 +151,19 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
         histograms[f"hist:{aggregate.column}"] = np.bincount(
             flat, minlength=cells * aggregate.bins
         ).reshape(cells, aggregate.bins)
-    return Partials(counts, sums, histograms)
+    if keys is None:
+        return Partials(counts, sums, histograms)
+    unit_code, _ = pd.factorize(units)
+    pairs = np.unique(unit_code.astype(np.int64) * max(cells, 1) + cell)
+    distinct = np.bincount(pairs % max(cells, 1), minlength=cells).astype(np.int64)
+    return Partials(counts, sums, histograms, keys, distinct)
+
+
+def _plain(value: Any) -> Any:
+    """A key as a plain JSON-able Python value (numpy and pandas scalars unwrapped)."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
 
 
 def _rank_in_runs(keys: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -35,6 +35,14 @@ bound, a union-free approximation of the spread of a cumulative sum of independe
 either side, plus one bin width. It is an estimate, not a guarantee: the released value is
 exact post-processing, the bound is approximate.
 
+Keys without a public set (a column the dataset lists no values for) go through DP partition
+selection: each key's count of distinct units (after bounding, so a unit is in at most ``G``
+keys) gets geometric noise at one more share of ε, and the key is released only when the noisy
+count reaches the threshold of ``privacy.mechanisms.selection_threshold`` for the job's δ; the
+whole release is then (ε, δ)-DP. Keys released are never those of one unit alone, except with
+probability δ. If more keys pass than the plan may release, those with the largest noisy unit
+counts are kept (post-processing).
+
 Blocks hold disjoint sets of units, so per-block partials are summed before the noise is drawn
 once; the same blocks serve aggregate mode, and the partials can come from many workers.
 """
@@ -49,12 +57,14 @@ from typing import Any
 import numpy as np
 
 from privacy.mechanisms import (
+    MechanismError,
     geometric_error_bound,
     geometric_release_many,
     laplace_error_bound,
     laplace_release_many,
     laplace_scale,
     round_release,
+    selection_threshold,
 )
 from privacy.partials import Partials, block_partials, combine_partials, referenced_columns
 from privacy.query_plan import (
@@ -76,6 +86,7 @@ __all__ = [
     "QueryPlan",
     "ReleasedCell",
     "block_partials",
+    "check_delta",
     "combine_partials",
     "parse_plan",
     "plan_query_noise",
@@ -96,8 +107,28 @@ class QuantityNoise:
     describes: str = ""
 
 
-def plan_query_noise(plan: QueryPlan, epsilon: float) -> list[QuantityNoise]:
+KEYS = "keys"
+
+
+def check_delta(plan: QueryPlan, delta: float) -> None:
+    """δ is spent on partition selection only: required with a private key, refused without."""
+    private = [key.name for key in plan.group_by if key.domain is None]
+    if private and not (math.isfinite(delta) and 0 < delta <= MAX_DELTA):
+        raise PlanError(
+            f"group_by {', '.join(map(repr, private))} has no public set of keys, so keys are "
+            f"chosen by DP partition selection, which needs delta in (0, {MAX_DELTA:g}] "
+            "(e.g. 1e-8); or group by a column with a public key set"
+        )
+    if not private and delta != 0:
+        raise PlanError("delta is spent only when grouping by keys without a public set; drop it")
+
+
+MAX_DELTA = 1e-4
+
+
+def plan_query_noise(plan: QueryPlan, epsilon: float, delta: float = 0.0) -> list[QuantityNoise]:
     """Noise of every quantity, from public parameters only (what ``/estimate`` returns)."""
+    check_delta(plan, delta)
     quantities: list[QuantityNoise] = []
     needs_count = any(a.op in NEEDS_COUNT for a in plan.aggregates)
     noisy = (
@@ -105,9 +136,22 @@ def plan_query_noise(plan: QueryPlan, epsilon: float) -> list[QuantityNoise]:
         + len(plan.summed_columns)
         + len(plan.squared_columns)
         + len(plan.histogram_columns)
+        + int(not plan.public)
     )
     share = epsilon / noisy
     contributions = plan.max_groups_per_unit * plan.max_rows_per_unit
+    if not plan.public:
+        groups = plan.max_groups_per_unit
+        try:
+            threshold = selection_threshold(groups, share, delta)
+        except MechanismError as exc:
+            raise PlanError(str(exc)) from exc
+        quantities.append(
+            QuantityNoise(KEYS, groups, share, groups / share, float(threshold),
+                          f"partition selection: a key is released only if its noisy count of "
+                          f"units reaches {threshold} (the error bound column; delta={delta:g}); "
+                          f"keys with far fewer units are dropped")
+        )  # fmt: skip
     if needs_count:
         bound = geometric_error_bound(contributions, share)
         quantities.append(
@@ -145,13 +189,20 @@ class ReleasedCell:
     epsilon: float  # of the noisy quantities behind this value
 
 
-def release_query(plan: QueryPlan, combined: Partials, epsilon: float) -> list[ReleasedCell]:
-    """Draw the noise once per quantity and cell; every cell of the domain is released."""
-    noise = {q.quantity: q for q in plan_query_noise(plan, epsilon)}
-    drawn = _draw(combined, noise)
+def release_query(
+    plan: QueryPlan, combined: Partials, epsilon: float, delta: float = 0.0
+) -> list[ReleasedCell]:
+    """Draw the noise once per quantity and cell; every cell of a public domain is released,
+    and of keys without one, those partition selection keeps."""
+    noise = {q.quantity: q for q in plan_query_noise(plan, epsilon, delta)}
+    if plan.public:
+        cells, chosen = plan.cells, combined
+    else:
+        cells, chosen = _select_partitions(plan, combined, noise.pop(KEYS))
+    drawn = _draw(chosen, noise)
     names = [key.name for key in plan.group_by]
     released: list[ReleasedCell] = []
-    for index, cell in enumerate(plan.cells):
+    for index, cell in enumerate(cells):
         noisy = {quantity: values[index] for quantity, values in drawn.items()}
         keys = dict(zip(names, cell, strict=True))
         for aggregate in plan.aggregates:
@@ -164,6 +215,32 @@ def release_query(plan: QueryPlan, combined: Partials, epsilon: float) -> list[R
                 value = min(max(value, aggregate.lo), aggregate.hi)
             released.append(dataclasses.replace(cell_out, value=value))
     return released
+
+
+def _select_partitions(
+    plan: QueryPlan, combined: Partials, selection: QuantityNoise
+) -> tuple[list[tuple[Any, ...]], Partials]:
+    """Keys whose noisy unit count reaches the threshold (at most ``plan.max_partitions``, the
+    most populous first), in key order, and the partials of just those keys."""
+    assert combined.keys is not None and combined.units is not None
+    noisy = geometric_release_many(
+        combined.units.astype(np.int64).tolist(), int(selection.sensitivity), selection.epsilon
+    )
+    passed = [i for i, count in enumerate(noisy) if count >= selection.error_bound_95]
+    passed = sorted(passed, key=lambda i: -noisy[i])[: plan.max_partitions]
+    passed.sort(key=lambda i: tuple(map(_sortable, combined.keys[i])))  # type: ignore[index]
+    index = np.array(passed, dtype=np.int64)
+    chosen = Partials(
+        combined.counts[index],
+        {quantity: total[index] for quantity, total in combined.sums.items()},
+        {name: bins[index] for name, bins in combined.histograms.items()},
+    )
+    return [combined.keys[i] for i in passed], chosen
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    """Keys of mixed types sort without comparing a number with a string."""
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
 def _draw(combined: Partials, noise: dict[str, QuantityNoise]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class PlanError(ValueError):
 class GroupKey:
     name: str
     expression: dict[str, Any]
-    domain: tuple[Any, ...]
+    domain: tuple[Any, ...] | None  # None: no public set; keys come from DP partition selection
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,19 @@ class QueryPlan:
     aggregates: tuple[Aggregate, ...]
     max_rows_per_unit: int
     max_groups_per_unit: int
+    max_partitions: int = 0  # most keys released when they come from partition selection
+
+    @property
+    def public(self) -> bool:
+        """Every key has a public domain: the dense grid of cells is released, nothing chosen."""
+        return all(key.domain is not None for key in self.group_by)
 
     @property
     def cells(self) -> list[tuple[Any, ...]]:
         """Every key combination, released whether or not any row falls in it."""
-        return list(itertools.product(*(key.domain for key in self.group_by)))
+        if not self.public:
+            raise ValueError("a plan with keys from partition selection has no fixed grid")
+        return list(itertools.product(*(key.domain or () for key in self.group_by)))
 
     @property
     def squared_columns(self) -> list[Aggregate]:
@@ -90,11 +98,7 @@ class QueryPlan:
     @property
     def histogram_columns(self) -> list[Aggregate]:
         """One histogram per distinct column of a quantile (all its quantiles share it)."""
-        seen: dict[str, Aggregate] = {}
-        for aggregate in self.aggregates:
-            if aggregate.op == QUANTILE and aggregate.column not in seen:
-                seen[str(aggregate.column)] = aggregate
-        return list(seen.values())
+        return _histogram_columns(self.aggregates)
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,23 @@ def parse_plan(raw: Mapping[str, Any], policy: DatasetPolicy) -> QueryPlan:
     if len({a.name for a in aggregates}) != len(aggregates):
         raise PlanError("aggregate names must be distinct")
     _check_shared_bounds(aggregates)
-    plan = QueryPlan(
+    bins = sum(a.bins for a in _histogram_columns(aggregates))
+    if all(key.domain is not None for key in keys):
+        grid = math.prod(len(key.domain or ()) for key in keys)
+        if grid * len(aggregates) > policy.max_cells:
+            raise PlanError(
+                f"the plan releases {grid * len(aggregates):,} cells, more than the "
+                f"{policy.max_cells:,} allowed; group by fewer keys or filter to fewer values"
+            )
+        if grid * bins > MAX_HISTOGRAM_BINS:
+            raise PlanError(
+                f"the quantiles need {grid * bins:,} histogram bins (cells x bins), more than "
+                f"the {MAX_HISTOGRAM_BINS:,} allowed; use fewer bins or group by fewer keys"
+            )
+        partitions = grid
+    else:  # keys chosen by the data: release at most this many (those with most units)
+        partitions = min(policy.max_cells // len(aggregates), MAX_HISTOGRAM_BINS // max(bins, 1))
+    return QueryPlan(
         filter=raw.get("filter"),
         group_by=tuple(keys),
         aggregates=tuple(aggregates),
@@ -151,21 +171,17 @@ def parse_plan(raw: Mapping[str, Any], policy: DatasetPolicy) -> QueryPlan:
         max_groups_per_unit=_positive_int(
             raw, "max_groups_per_unit", policy.max_groups_per_unit, policy.max_groups_per_unit
         ),
+        max_partitions=partitions,
     )
-    cells = math.prod(len(key.domain) for key in keys) * len(aggregates)
-    if cells > policy.max_cells:
-        raise PlanError(
-            f"the plan releases {cells:,} cells, more than the {policy.max_cells:,} allowed; "
-            "group by fewer keys or filter to fewer values"
-        )
-    grid = math.prod(len(key.domain) for key in keys)
-    binned = grid * sum(a.bins for a in plan.histogram_columns)
-    if binned > MAX_HISTOGRAM_BINS:
-        raise PlanError(
-            f"the quantiles need {binned:,} histogram bins (cells x bins), more than the "
-            f"{MAX_HISTOGRAM_BINS:,} allowed; use fewer bins or group by fewer keys"
-        )
-    return plan
+
+
+def _histogram_columns(aggregates: list[Aggregate] | tuple[Aggregate, ...]) -> list[Aggregate]:
+    """One histogram per distinct column of a quantile (all its quantiles share it)."""
+    seen: dict[str, Aggregate] = {}
+    for aggregate in aggregates:
+        if aggregate.op == QUANTILE and aggregate.column not in seen:
+            seen[str(aggregate.column)] = aggregate
+    return list(seen.values())
 
 
 def _check_shared_bounds(aggregates: list[Aggregate]) -> None:
@@ -193,14 +209,13 @@ def _group_key(item: object, policy: DatasetPolicy) -> GroupKey:
     if not isinstance(item, dict) or set(item) != {"name", "expr"}:
         raise PlanError("a group_by item is a column name or {'name': ..., 'expr': {...}}")
     validate(item["expr"], policy.columns)
-    domain = key_domain(item["expr"], policy.key_sets)
-    if domain is None:
-        public = ", ".join(sorted(policy.key_sets)) or "none"
+    if item["expr"].get("col") == policy.unit_column:
         raise PlanError(
-            f"group_by {item['name']!r} has no public set of keys; group by a column with one "
-            f"({public}) or by hour/weekday of a timestamp"
+            f"group_by {item['name']!r} is the privacy unit itself: no group would ever be "
+            "released; group by what units have in common (a station, a line, an hour)"
         )
-    return GroupKey(str(item["name"]), item["expr"], tuple(domain))
+    domain = key_domain(item["expr"], policy.key_sets)
+    return GroupKey(str(item["name"]), item["expr"], None if domain is None else tuple(domain))
 
 
 def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:

@@ -30,6 +30,7 @@ class QueryJob:
     plan: QueryPlan
     unit_column: str
     epsilon: float
+    delta: float = 0.0  # spent only by partition selection (keys without a public set)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class QueryResult:
 
 
 def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None) -> QueryResult:
-    """Every block's bounded partials, summed cell by cell, then one noisy release."""
+    """Every block's bounded partials, summed cell by cell (key by key), then one noisy
+    release."""
     started = time.monotonic()
     blocks = job.layout.blocks
     columns = referenced_columns(job.plan, job.unit_column)
@@ -52,6 +54,6 @@ def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None)
                 progress(index + 1, blocks)
 
     total = combine_partials(partials())
-    released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon)]
+    released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon, job.delta)]
     report = {"blocks": blocks, "seconds": round(time.monotonic() - started, 3)}
     return QueryResult(released, report)

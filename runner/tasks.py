@@ -65,6 +65,7 @@ class ClaimedQuery:
     plan: QueryPlan
     unit_column: str
     epsilon: float
+    delta: float = 0.0
 
 
 class JobStore(Protocol):
@@ -105,7 +106,9 @@ def execute_job(
     result: AggregateResult | QueryResult
     try:
         if isinstance(claimed, ClaimedQuery):
-            query = QueryJob(claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon)
+            query = QueryJob(
+                claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon, claimed.delta
+            )
             result = run_query(query, progress)
         else:
             job = AggregateJob(

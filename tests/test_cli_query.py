@@ -64,7 +64,9 @@ def test_a_plan_file_and_the_table_view(
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
-        (["--count-by", "card_id"], 3, "no public set of keys"),
+        (["--count-by", "card_id"], 3, "privacy unit"),
+        (["--count-by", "fare"], 3, "needs delta"),
+        (["--count-by", "line", "--delta", "1e-8"], 3, "drop it"),
         (["--count-by", "line", "-e", "50"], 1, "refused"),
         ([], 2, "give a PLAN.json or --count-by"),
     ],

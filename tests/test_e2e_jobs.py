@@ -30,6 +30,7 @@ CONTESTANT_FIELDS = {
     "mode",
     "target",
     "state",
+    "delta",
     "epsilon",
     "combine",
     "outputs",

@@ -123,7 +123,9 @@ def test_median_and_p90_by_line_come_from_one_noisy_histogram(
     ("plan", "status", "code", "says"),
     [
         ({"group_by": ["card_id"], "aggregates": [{"name": "n", "op": "count"}]},
-         422, "bad_plan", "no public set of keys"),
+         422, "bad_plan", "privacy unit"),
+        ({"group_by": [{"name": "t", "expr": {"col": "ts"}}],
+          "aggregates": [{"name": "n", "op": "count"}]}, 422, "bad_plan", "needs delta"),
         ({"filter": {"op": "exec", "args": [{"lit": 1}]},
           "aggregates": [{"name": "n", "op": "count"}]}, 422, "bad_plan", "unknown operator"),
         ({"aggregates": [{"name": "n", "op": "count"}], "max_rows_per_unit": 10_000},
@@ -194,3 +196,80 @@ def test_concurrent_queries_and_jobs_share_one_budget_and_never_overspend(
     deployment: Deployment,
 ) -> None:
     rush_one_budget(deployment, "team-query-rush", "quentin")
+
+
+# --- keys without a public set: partition selection and the δ budget --------------------------
+
+OPEN_LINES = (
+    Query().group_by("line").count("trips").bound(rows_per_unit=2, groups_per_unit=1).to_json()
+)
+
+
+@pytest.fixture(scope="module")
+def open_lines(deployment: Deployment, soda: SodaData) -> str:
+    """The card data registered again without a public key set for ``line``."""
+    registration = soda.registration("transport_cards", 8, as_name="cards_open_lines")
+    registration["key_sets"] = {
+        k: v for k, v in dict(registration["key_sets"]).items() if k != "line"
+    }
+    deployment.organizer.register_dataset(**registration)
+    return "cards_open_lines"
+
+
+def test_keys_without_a_public_set_are_chosen_by_partition_selection(
+    deployment: Deployment, soda: SodaData, open_lines: str
+) -> None:
+    d = deployment
+    client = d.new_contestant("team-open-keys", "olek")
+    estimate = {q["name"]: q for q in client.estimate(open_lines, plan=OPEN_LINES, epsilon=1.0,
+                                                      delta=1e-7)}  # fmt: skip
+    assert set(estimate) == {"keys", "count"} and estimate["keys"]["epsilon"] == 0.5
+    threshold = estimate["keys"]["error_bound_95"]
+    assert "partition selection" in estimate["keys"]["describes"]
+
+    job = client.query(open_lines, OPEN_LINES, 1.0, delta=1e-7)
+    assert job["delta"] == 1e-7
+    assert client.wait(job["id"], timeout=300)["state"] == "awaiting_review"
+    d.organizer.release(job["id"])
+    cells = client.job(job["id"])["result"]
+    budget = budget_on(client, open_lines)
+    assert budget["delta_spent"] == pytest.approx(1e-7) and budget["delta_reserved"] == 0
+
+    entry = soda.entries(soda.full)["transport_cards"]
+    data = pd.read_parquet(soda.full / str(entry["file"]))
+    riders = data.sort_values("card_id", kind="stable").drop_duplicates("card_id")
+    units = riders.groupby("line")["card_id"].nunique()  # G = 1: each card's first line
+    released = {c["keys"]["line"]: c["value"] for c in cells}
+    assert released, "no line passed the threshold"
+    assert set(released) <= set(units.index)
+    for line, count in units.items():  # far above the threshold: released; far below: not
+        if count > threshold + 60:
+            assert int(line) in released
+        if count < threshold - 60:
+            assert int(line) not in released
+
+
+def test_the_delta_budget_is_reserved_atomically_and_refused_when_spent(
+    deployment: Deployment, open_lines: str
+) -> None:
+    """20 partition-selection queries of δ = 1e-7 fired at once against a δ cap of 5e-7 (and
+    plenty of ε): exactly 5 get in, the rest are refused naming δ."""
+    d = deployment
+    client = d.new_contestant("team-delta-rush", "dora")
+    d.organizer.set_budget_cap("team-delta-rush", open_lines, 10.0, delta=5e-7)
+
+    def attempt(_: int) -> str:
+        try:
+            return client.query(open_lines, OPEN_LINES, 0.1, delta=1e-7)["id"]
+        except UnseenError as exc:
+            assert exc.code == "budget_exceeded" and "delta" in exc.message, exc
+            return ""
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        accepted = [job for job in pool.map(attempt, range(20)) if job]
+    assert len(accepted) == 5
+    for job in accepted:
+        assert client.wait(job, timeout=300)["state"] == "awaiting_review"
+    budget = budget_on(client, open_lines)
+    assert budget["delta_spent"] == pytest.approx(5e-7) and budget["delta_remaining"] == 0
+    assert budget["spent"] == pytest.approx(0.5)

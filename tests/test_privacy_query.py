@@ -22,9 +22,11 @@ from privacy.mechanisms import (
     geometric_release,
     geometric_release_many,
     laplace_release_many,
+    selection_threshold,
 )
 from privacy.query import (
     DatasetPolicy,
+    Partials,
     PlanError,
     block_partials,
     combine_partials,
@@ -76,7 +78,7 @@ def random_trips(units: int, seed: int) -> pd.DataFrame:
     [
         ({"aggregates": []}, "at least one aggregate"),
         ({"aggregates": [{"name": "n", "op": "median"}]}, "op must be one of"),
-        ({"group_by": ["card"], "aggregates": [{"name": "n", "op": "count"}]}, "no public set"),
+        ({"group_by": ["card"], "aggregates": [{"name": "n", "op": "count"}]}, "privacy unit"),
         ({"group_by": ["nope"], "aggregates": [{"name": "n", "op": "count"}]}, "unknown column"),
         ({"filter": {"op": "eval", "args": [{"lit": 1}]},
           "aggregates": [{"name": "n", "op": "count"}]}, "unknown operator"),
@@ -480,4 +482,142 @@ def test_audit_median_release_end_to_end_on_neighbouring_datasets() -> None:
         partials = block_partials(plan, data, "card")
         samples.append(np.array([release_query(plan, partials, 1.0)[0].value
                                  for _ in range(AUDIT_TRIALS)]))  # fmt: skip
+    assert violation(samples[0], samples[1], 1.0) is None
+
+
+# --- keys without a public set: DP partition selection ----------------------------------------
+
+PRIVATE_STATIONS = DatasetPolicy(**{**POLICY.__dict__, "key_sets": {"event": ["in", "out"]}})
+COUNT_BY_PRIVATE_STATION = {"group_by": ["station"], "aggregates": [{"name": "n", "op": "count"}],
+                            "max_rows_per_unit": 2, "max_groups_per_unit": 1}  # fmt: skip
+
+
+def crowd(units_per_station: dict[int, int], first_card: int = 0) -> pd.DataFrame:
+    rows, card = [], first_card
+    for station, units in units_per_station.items():
+        for _ in range(units):
+            rows.append((card, "2026-03-02 08:00", station, 2.0, "out"))
+            card += 1
+    return frame(rows)
+
+
+def test_delta_is_required_with_a_private_key_and_refused_without_one() -> None:
+    private = parse_plan(COUNT_BY_PRIVATE_STATION, PRIVATE_STATIONS)
+    assert not private.public
+    with pytest.raises(PlanError, match="needs delta"):
+        plan_query_noise(private, 1.0)
+    with pytest.raises(PlanError, match="needs delta"):
+        plan_query_noise(private, 1.0, delta=0.5)
+    public = parse_plan(COUNT_BY_STATION, POLICY)
+    with pytest.raises(PlanError, match="drop it"):
+        plan_query_noise(public, 1.0, delta=1e-8)
+    noise = {q.quantity: q for q in plan_query_noise(private, 1.0, delta=1e-6)}
+    assert noise["keys"].epsilon == noise["count"].epsilon == 0.5  # selection takes a share
+    assert noise["keys"].error_bound_95 == selection_threshold(1, 0.5, 1e-6)
+
+
+def test_selection_threshold_matches_its_tail_bound() -> None:
+    """G keys of one unit each pass with probability G a^(t-1) / (1 + a): at most δ at t, and
+    more than δ at t - 1 (the threshold is the smallest that works)."""
+    for groups, epsilon, delta in [(1, 1.0, 1e-6), (3, 0.5, 1e-8), (10, 0.1, 1e-5)]:
+        t = selection_threshold(groups, epsilon, delta)
+        a = math.exp(-epsilon / groups)
+        assert groups * a ** (t - 1) / (1 + a) <= delta
+        assert groups * a ** (t - 2) / (1 + a) > delta
+
+
+def keyed(partials: Partials) -> dict[tuple, tuple[int, int]]:
+    assert partials.keys is not None and partials.units is not None
+    rows = zip(partials.keys, partials.counts, partials.units, strict=True)
+    return {key: (int(count), int(units)) for key, count, units in rows}
+
+
+def test_private_keys_add_up_over_blocks_and_count_distinct_units() -> None:
+    data = random_trips(90, seed=17)
+    plan = parse_plan(
+        {
+            **COUNT_BY_PRIVATE_STATION,
+            "group_by": ["station", "event"],
+            "max_groups_per_unit": 2,
+            "max_rows_per_unit": 5,
+        },
+        PRIVATE_STATIONS,
+    )
+    whole = block_partials(plan, data, "card")
+    blocks = [data[data["card"] % 4 == b] for b in range(4)]
+    combined = combine_partials(block_partials(plan, block, "card") for block in blocks)
+    assert whole.keys is not None and combined.keys is not None
+    assert keyed(combined) == keyed(whole)
+    assert {station for station, _ in whole.keys} == set(data["station"])
+    for (station, event), (_, units) in keyed(whole).items():
+        riders = data[(data["station"] == station) & (data["event"] == event)]["card"].unique()
+        assert units <= len(riders)  # bounding can only drop a unit from a key
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_removing_a_unit_moves_unit_counts_by_at_most_one_per_key_and_g_in_all(
+    groups: int,
+) -> None:
+    data = random_trips(50, seed=groups)
+    plan = parse_plan({**COUNT_BY_PRIVATE_STATION, "max_groups_per_unit": groups,
+                       "group_by": ["station", HOUR]}, PRIVATE_STATIONS)  # fmt: skip
+    full = block_partials(plan, data, "card")
+    units = dict(zip(full.keys, full.units, strict=True))
+    for unit in data["card"].unique():
+        without = block_partials(plan, data[data["card"] != unit], "card")
+        rest = dict(zip(without.keys, without.units, strict=True))
+        moved = [abs(units.get(k, 0) - rest.get(k, 0)) for k in set(units) | set(rest)]
+        assert max(moved) <= 1 and sum(moved) <= groups
+
+
+def test_popular_keys_are_released_and_a_key_of_one_unit_never_is() -> None:
+    """200 releases; station 9 holds one card riding 30 times. A correct threshold releases it
+    with probability at most δ = 1e-6 per release (false-failure rate < 2e-4); stations 1-3
+    with 400 cards each pass except with probability < 1e-30."""
+    data = pd.concat([crowd({1: 400, 2: 400, 3: 400}),
+                      frame([(9999, "2026-03-02 09:00", 9, 3.0, "out")] * 30)])  # fmt: skip
+    plan = parse_plan(COUNT_BY_PRIVATE_STATION, PRIVATE_STATIONS)
+    partials = block_partials(plan, data, "card")
+    for _ in range(200):
+        released = release_query(plan, partials, 1.0, delta=1e-6)
+        assert [c.keys["station"] for c in released] == [1, 2, 3]
+        assert all(abs(c.value - 400) < 100 for c in released)
+
+
+def test_more_keys_than_allowed_keeps_the_most_populous() -> None:
+    data = crowd({station: 100 + 60 * station for station in range(1, 13)})
+    policy = DatasetPolicy(**{**PRIVATE_STATIONS.__dict__, "max_cells": 4})
+    plan = parse_plan(COUNT_BY_PRIVATE_STATION, policy)
+    assert plan.max_partitions == 4
+    released = release_query(plan, block_partials(plan, data, "card"), 2.0, delta=1e-6)
+    assert [c.keys["station"] for c in released] == [9, 10, 11, 12]
+
+
+def test_private_keys_are_plain_json_values() -> None:
+    data = random_trips(30, seed=3)
+    plan = parse_plan({**COUNT_BY_PRIVATE_STATION, "group_by": [
+        {"name": "day", "expr": {"col": "ts"}}, "station"]}, PRIVATE_STATIONS)  # fmt: skip
+    partials = block_partials(plan, data, "card")
+    assert partials.keys
+    for day, station in partials.keys:
+        assert isinstance(day, str) and day.startswith("2026-03-02T")
+        assert type(station) is int
+
+
+def test_audit_partition_selection_end_to_end_on_neighbouring_datasets() -> None:
+    """Station 2's release (its noisy count, or -1 when the key is not selected), with and
+    without a card riding it 30 times: (ε, δ)-DP with δ = 1e-6, far below what 20,000 trials
+    resolve, so the ε test of the audit applies as stated."""
+    base = crowd({1: 40, 2: 12, 3: 40})
+    heavy = frame([(9999, f"2026-03-02 {h % 24:02d}:15", 2, 9.0, "out") for h in range(30)])
+    plan = parse_plan(COUNT_BY_PRIVATE_STATION, PRIVATE_STATIONS)
+    samples = []
+    for data in (pd.concat([base, heavy], ignore_index=True), base):
+        partials = block_partials(plan, data, "card")
+        draws = []
+        for _ in range(AUDIT_TRIALS):
+            cells = release_query(plan, partials, 1.0, delta=1e-6)
+            draws.append(next((c.value for c in cells if c.keys["station"] == 2), -1.0))
+        samples.append(np.array(draws))
+    assert (samples[0] == -1).any() and (samples[0] >= 0).any()  # the threshold is in play
     assert violation(samples[0], samples[1], 1.0) is None

@@ -11,7 +11,7 @@ from api.context import Context
 from api.models import Budget, Dataset, Team
 from api.schemas import BudgetCapIn, BudgetOut
 from api.views import budget_view
-from privacy.budget import cap_units
+from privacy.budget import cap_units, delta_cap_units
 
 router = APIRouter(prefix="/v1", tags=["budget"])
 
@@ -39,6 +39,8 @@ def set_cap(
         found_dataset = crud.get_dataset(session, dataset)
         budget = crud.budget_row(session, found_team.id, found_dataset.id)
         budget.cap_units = cap_units(body.epsilon)
+        if body.delta is not None:
+            budget.delta_cap_units = delta_cap_units(body.delta)
         crud.audit(
             session,
             actor,
@@ -46,6 +48,7 @@ def set_cap(
             team=found_team.name,
             dataset=dataset,
             epsilon=body.epsilon,
+            delta=body.delta,
         )
         session.flush()
         return budget_view(budget, found_team.name, found_dataset.name)

@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.models import Dataset
 from api.schemas import AnyDatasetOut, DatasetOrganizerOut, NewDataset
 from api.views import dataset_organizer_view, dataset_view
-from privacy.budget import cap_units
+from privacy.budget import cap_units, delta_cap_units
 from runner.blocks import PartitionError, is_numeric_type, parquet_columns, partition_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -104,6 +104,7 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
             sample_path=str(directory / "sample.parquet"),
             sample_rows=sample_rows,
             team_cap_units=cap_units(body.team_epsilon),
+            team_delta_cap_units=delta_cap_units(body.team_delta),
             node=ctx.settings.node,
         )
         with ctx.db.transaction() as session:

@@ -49,13 +49,15 @@ def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOu
     with ctx.db.read() as session:
         dataset = crud.get_dataset(session, body.dataset)
     if body.plan is not None:
-        plan = checked_plan(body.plan, crud.dataset_policy(dataset))
+        plan = checked_plan(body.plan, crud.dataset_policy(dataset), body.delta)
         return [
             NoiseOut(name=q.quantity, epsilon=q.epsilon, sensitivity=q.sensitivity,
                      noise_scale=q.noise_scale, error_bound_95=q.error_bound_95,
                      describes=q.describes)
-            for q in plan_query_noise(plan, body.epsilon)
+            for q in plan_query_noise(plan, body.epsilon, body.delta)
         ]  # fmt: skip
+    if body.delta:
+        raise ApiError(422, "bad_plan", "delta applies to query plans only; drop it")
     specs = _specs(body.outputs)
     plans = plan_noise(specs, Combine(body.combine), dataset.blocks, body.epsilon)
     return [NoiseOut(**vars(plan)) for plan in plans]

@@ -15,27 +15,31 @@ from api.context import Context
 from api.errors import ApiError
 from api.schemas import JobOut, NewQuery
 from api.views import job_view
-from privacy.query import DatasetPolicy, PlanError, QueryPlan, parse_plan
+from privacy.query import DatasetPolicy, PlanError, QueryPlan, check_delta, parse_plan
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
 
-def checked_plan(raw: dict[str, object], policy: DatasetPolicy) -> QueryPlan:
+def checked_plan(raw: dict[str, object], policy: DatasetPolicy, delta: float) -> QueryPlan:
+    """The parsed plan, or a 422 naming the fix; δ must suit its keys (see ``check_delta``)."""
     try:
-        return parse_plan(raw, policy)
+        plan = parse_plan(raw, policy)
+        check_delta(plan, delta)
     except PlanError as exc:
         raise ApiError(422, "bad_plan", str(exc)) from exc
+    return plan
 
 
 @router.post("/queries", status_code=202)
 def submit_query(body: NewQuery, ctx: Context, user: Contestant) -> JobOut:
-    """Queue a query-mode job on the full data; its release is ε-DP at the user level."""
+    """Queue a query-mode job on the full data; its release is ε-DP at the user level, or
+    (ε, δ)-DP when keys without a public set go through partition selection."""
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset)
-        checked_plan(body.plan, crud.dataset_policy(dataset))
+        checked_plan(body.plan, crud.dataset_policy(dataset), body.delta)
         job, team = crud.queue_job(
-            session, user, dataset, body.epsilon, mode="query", code="", plan=body.plan,
-            outputs=[], combine="",
+            session, user, dataset, body.epsilon, body.delta, mode="query", code="",
+            plan=body.plan, outputs=[], combine="",
         )  # fmt: skip
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
