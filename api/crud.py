@@ -265,6 +265,7 @@ def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, noise_d
             "budget.charged" if noise_drawn else "budget.returned",
             job=job.id,
             epsilon=to_epsilon(job.charge_units),
+            delta=to_delta(job.delta_units),
         )
         audit(session, None, "job.failed", job=job.id, error=error.value)
     return moved

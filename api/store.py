@@ -8,7 +8,7 @@ from pathlib import Path
 from api import crud
 from api.db import Database
 from api.models import Dataset, Job
-from privacy.budget import to_epsilon
+from privacy.budget import to_delta, to_epsilon
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
 from runner.blocks import load_layout
@@ -78,9 +78,8 @@ class SqlJobStore:
             if not moved:
                 raise RuntimeError(f"job {job_id} left the running state before its release")
             crud.commit_budget(session, job)
-            crud.audit(
-                session, None, "budget.charged", job=job_id, epsilon=to_epsilon(job.charge_units)
-            )
+            charged = {"epsilon": to_epsilon(job.charge_units), "delta": to_delta(job.delta_units)}
+            crud.audit(session, None, "budget.charged", job=job_id, **charged)
             crud.audit(session, None, "job.awaiting_review", job=job_id)
 
     def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:

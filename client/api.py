@@ -181,6 +181,17 @@ class UnseenClient:
     def budget(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/budget")
 
+    def audit(
+        self, action: str | None = None, job: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Organizers: the audit log, newest first, optionally one action or one job's."""
+        params: dict[str, Any] = {"limit": limit}
+        if action is not None:
+            params["action"] = action
+        if job is not None:
+            params["job"] = job
+        return self._request("GET", "/v1/audit", params=params)
+
     def set_budget_cap(
         self, team: str, dataset: str, epsilon: float, delta: float | None = None
     ) -> dict[str, Any]:

@@ -234,6 +234,12 @@ def test_keys_without_a_public_set_are_chosen_by_partition_selection(
     cells = client.job(job["id"])["result"]
     budget = budget_on(client, open_lines)
     assert budget["delta_spent"] == pytest.approx(1e-7) and budget["delta_reserved"] == 0
+    charges = {e["action"]: e["detail"] for e in d.organizer.audit(job=job["id"])}
+    assert charges["budget.reserved"] == {"job": job["id"], "epsilon": 1.0, "delta": 1e-7}
+    assert charges["budget.charged"] == {"job": job["id"], "epsilon": 1.0, "delta": 1e-7}
+    with pytest.raises(UnseenError) as forbidden:
+        client.audit()
+    assert forbidden.value.status == 403
 
     entry = soda.entries(soda.full)["transport_cards"]
     data = pd.read_parquet(soda.full / str(entry["file"]))

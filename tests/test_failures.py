@@ -64,6 +64,9 @@ def test_image_vanishing_before_the_run_fails_the_job_and_returns_budget(
         budget = tiny_budget(d.contestant)
         assert budget["spent"] == pytest.approx(0.5)  # only the job that drew noise
         assert budget["reserved"] == pytest.approx(0.0)
+        returned = d.organizer.audit(action="budget.returned", job=victim["id"])
+        assert [e["detail"]["epsilon"] for e in returned] == [1.0]
+        assert not d.organizer.audit(action="budget.charged", job=victim["id"])
     finally:
         d.server.stop()
         if any(doomed in image.tags for image in engine.images.list()):
