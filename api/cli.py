@@ -37,12 +37,48 @@ def run(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings(data_dir)
+    _migrate(settings.database_url)
     typer.echo(
         f"unseen server: data in {settings.data_dir}, bootstrap token in "
         f"{settings.data_dir / 'bootstrap-token'} (or $UNSEEN_BOOTSTRAP_TOKEN)",
         err=True,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def migrate(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="State directory (default $UNSEEN_DATA_DIR or var/server).")
+    ] = None,
+) -> None:
+    """Bring the database ($UNSEEN_DATABASE_URL, or SQLite in the data directory) to this
+    version's schema; the server also does it at every start.
+
+    Example: UNSEEN_DATABASE_URL=postgresql+psycopg://unseen@db/unseen unseen server migrate
+    """
+    from api.settings import load_settings
+
+    settings = load_settings(data_dir)
+    revision = _migrate(settings.database_url)
+    typer.echo(f"database at schema revision {revision}")
+
+
+def _migrate(url: str) -> str | None:
+    from sqlalchemy.exc import OperationalError
+
+    from api.db import Database
+    from api.migrate import SchemaError, current_revision
+
+    try:
+        database = Database(url)
+    except (SchemaError, OperationalError) as exc:
+        typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from exc
+    try:
+        return current_revision(database.engine)
+    finally:
+        database.dispose()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Base
+from api.migrate import upgrade
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
@@ -47,7 +47,7 @@ class Database:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
             self._read_engine = self.engine
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._writes = sessionmaker(self.engine, expire_on_commit=False)
         self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
 

@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,3 +190,27 @@ def any_sandbox(
 ) -> Sandbox:
     """The same hostile test against both isolation forms."""
     return Sandbox(docker_client, runner_image, tmp_path, request.param)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+POSTGRES_ADMIN = "postgresql://unseen:unseen@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the loopback PostgreSQL (scripts/system-setup), dropped afterwards."""
+    import psycopg
+
+    name = f"unseen_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); "
+                    "run scripts/system-setup")  # fmt: skip
+    with admin:
+        admin.execute(f'create database "{name}"')
+        try:
+            yield f"postgresql+psycopg://unseen:unseen@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'drop database "{name}" with (force)')

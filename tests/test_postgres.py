@@ -4,34 +4,23 @@ as on SQLite, on the database a growing contest uses."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from tests.conftest import Deployment, SodaData, start_deployment
+from tests.conftest import Deployment, SodaData, postgres_database, start_deployment
 from tests.test_e2e_jobs import budget_on
 from tests.test_e2e_queries import PLAN, rush_one_budget
 
 pytestmark = pytest.mark.docker
-ADMIN = "postgresql://unseen:unseen@127.0.0.1:5432/postgres"
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
 
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    """A fresh database for this module, dropped afterwards."""
-    name = f"unseen_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); "
-                    "run scripts/system-setup")  # fmt: skip
-    with admin:
-        admin.execute(f'create database "{name}"')
-        yield f"postgresql+psycopg://unseen:unseen@127.0.0.1:5432/{name}"
-        admin.execute(f'drop database "{name}" with (force)')
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
