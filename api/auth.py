@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.errors import ApiError
-from api.models import User
+from api.models import ApiToken, User
 
 TOKEN_PREFIX = "uns_"
 
@@ -47,13 +48,38 @@ def bootstrap_allowed(request: Request) -> None:
         )
 
 
-def current_user(request: Request) -> User:
-    token = _bearer(request)
-    with request.app.state.context.db.read() as session:
-        user = session.scalar(select(User).where(User.token_hash == hash_token(token)))
-    if user is None:
-        raise ApiError(401, "unauthenticated", "unknown or revoked token; ask for a new one")
+#: How stale a token's ``last_used_at`` may get before a request refreshes it: one write a
+#: minute per token at most, so status polls stay reads.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def user_for_token(request: Request, token: str) -> User:
+    """The live token's user, or a 401 naming the fix; refreshes its last use now and then."""
+    db = request.app.state.context.db
+    with db.read() as session:
+        found = session.execute(
+            select(User, ApiToken)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        ).first()
+    if found is None:
+        raise ApiError(
+            401, "unauthenticated", "unknown or revoked token; log in again (unseen login URL)"
+        )
+    user, api_token = found
+    now = datetime.now(UTC)
+    last = api_token.last_used_at
+    if last is None or now - last.replace(tzinfo=UTC) > LAST_USED_RESOLUTION:
+        with db.transaction() as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now)
+            )
+    request.state.token_id = api_token.id
     return user
+
+
+def current_user(request: Request) -> User:
+    return user_for_token(request, _bearer(request))
 
 
 def organizer(user: Annotated[User, Depends(current_user)]) -> User:

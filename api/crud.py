@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import hash_token, new_token
 from api.errors import ApiError, not_found
-from api.models import AuditEvent, Budget, Dataset, Job, Team, User
+from api.models import ApiToken, AuditEvent, Budget, Dataset, Job, Team, User
+from api.passwords import PasswordError, check_strength, hash_password
 from privacy.budget import (
     BudgetError,
     charge_units,
@@ -27,18 +28,35 @@ def audit(session: Session, actor: User | None, action: str, **detail: object) -
 
 
 def create_user(
-    session: Session, name: str, role: str, team: Team | None, actor: User | None
+    session: Session,
+    name: str,
+    role: str,
+    team: Team | None,
+    actor: User | None,
+    password: str | None = None,
 ) -> tuple[User, str]:
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise ApiError(409, "user_exists", f"a user named {name!r} exists; pick another name")
-    token = new_token()
-    user = User(
-        name=name, role=role, team_id=team.id if team else None, token_hash=hash_token(token)
-    )
+    user = User(name=name, role=role, team_id=team.id if team else None)
+    if password is not None:
+        try:
+            check_strength(password, name)
+        except PasswordError as exc:
+            raise ApiError(422, "weak_password", str(exc)) from exc
+        user.password_hash = hash_password(password)
     session.add(user)
     session.flush()
+    token = issue_token(session, user, "created with the account")
     audit(session, actor, "user.created", user=name, role=role, team=team.name if team else None)
     return user, token
+
+
+def issue_token(session: Session, user: User, label: str) -> str:
+    """A new bearer token for ``user``: returned once, only its hash is kept."""
+    token = new_token()
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), label=label[:64]))
+    session.flush()
+    return token
 
 
 def _open_budget(session: Session, team: Team, dataset: Dataset) -> None:

@@ -18,6 +18,29 @@ class Strict(BaseModel):
 
 class NewUser(Strict):
     name: Name
+    password: str | None = Field(
+        None, description="Optional: lets the user log in for new tokens (10+ characters)."
+    )
+
+
+class Login(Strict):
+    name: Name
+    password: str = Field(max_length=1024)
+    label: str = Field("", max_length=64, description="What this token is for, e.g. a laptop.")
+
+
+class NewPassword(Strict):
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    id: str
+    user: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    current: bool = Field(False, description="The token this request came with.")
 
 
 class NewTeam(Strict):

@@ -56,6 +56,8 @@ class UnseenClient:
                 str(body.get("message", body)),
                 body,
             )
+        if response.status_code == 204 or not response.content:
+            return None
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.content
@@ -64,8 +66,26 @@ class UnseenClient:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")
 
-    def create_organizer(self, name: str) -> dict[str, Any]:
-        return self._request("POST", "/v1/organizers", json={"name": name})
+    def create_organizer(self, name: str, password: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if password is not None:
+            body["password"] = password
+        return self._request("POST", "/v1/organizers", json=body)
+
+    def login(self, name: str, password: str, label: str = "") -> dict[str, Any]:
+        """A new token for this name and password (the client's own token is not needed)."""
+        body = {"name": name, "password": password, "label": label}
+        return self._request("POST", "/v1/login", json=body)
+
+    def set_password(self, password: str) -> None:
+        self._request("PUT", "/v1/me/password", json={"password": password})
+
+    def tokens(self, of: str | None = None) -> list[dict[str, Any]]:
+        """Your tokens (organizers: ``of`` another user's), revoked ones included."""
+        return self._request("GET", "/v1/tokens", params={"of": of} if of else None)
+
+    def revoke_token(self, token_id: str) -> None:
+        self._request("DELETE", f"/v1/tokens/{token_id}")
 
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/v1/me")
@@ -73,8 +93,11 @@ class UnseenClient:
     def create_team(self, name: str) -> dict[str, Any]:
         return self._request("POST", "/v1/teams", json={"name": name})
 
-    def add_member(self, team: str, name: str) -> dict[str, Any]:
-        return self._request("POST", f"/v1/teams/{team}/members", json={"name": name})
+    def add_member(self, team: str, name: str, password: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if password is not None:
+            body["password"] = password
+        return self._request("POST", f"/v1/teams/{team}/members", json=body)
 
     # catalog
     def register_dataset(self, **body: Any) -> dict[str, Any]:

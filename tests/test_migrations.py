@@ -68,3 +68,35 @@ def test_server_migrate_command_reports_the_revision_or_the_fix(tmp_path: Path) 
     refused = migrate(f"sqlite:///{old}")
     assert refused.returncode == 1
     assert "fresh data directory" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_upgrading_from_0001_keeps_every_users_token_valid(url: str) -> None:
+    """0002 moved tokens to their own table: a user's existing token must still be found,
+    and downgrading puts it back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from api.auth import hash_token
+    from api.migrate import alembic_config
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO users (id, name, role, team_id, token_hash, created_at) VALUES "
+                "('u1', 'olga', 'organizer', NULL, :hash, CURRENT_TIMESTAMP)"
+            ), {"hash": hash_token("uns_old-token")})  # fmt: skip
+        upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT user_id, token_hash FROM api_tokens")).all()
+        assert rows == [("u1", hash_token("uns_old-token"))]
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0001")
+        with engine.connect() as connection:
+            back = connection.execute(text("SELECT token_hash FROM users")).scalar_one()
+        assert back == hash_token("uns_old-token")
+    finally:
+        engine.dispose()

@@ -23,7 +23,7 @@ def _with_token(user: User, token: str) -> UserWithToken:
 @router.post("/organizers", status_code=201, dependencies=[Depends(bootstrap_allowed)])
 def create_organizer(body: NewUser, ctx: Context) -> UserWithToken:
     with ctx.db.transaction() as session:
-        user, token = crud.create_user(session, body.name, "organizer", None, None)
+        user, token = crud.create_user(session, body.name, "organizer", None, None, body.password)
     return _with_token(user, token)
 
 
@@ -49,5 +49,7 @@ def list_teams(ctx: Context, _actor: Organizer) -> list[TeamOut]:
 def add_member(team: str, body: NewUser, ctx: Context, actor: Organizer) -> UserWithToken:
     with ctx.db.transaction() as session:
         found = crud.get_team(session, team)
-        user, token = crud.create_user(session, body.name, "contestant", found, actor)
+        user, token = crud.create_user(
+            session, body.name, "contestant", found, actor, body.password
+        )
     return _with_token(user, token)

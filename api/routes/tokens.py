@@ -1,0 +1,100 @@
+"""Logging in, and the tokens it issues: listed, and revoked, by their owner or an organizer.
+
+A token is shown once, when issued; the server keeps only its SHA-256. Login checks a scrypt
+password hash and records failures in the audit log without saying which half was wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
+
+from api import crud
+from api.auth import CurrentUser
+from api.context import Context
+from api.errors import ApiError
+from api.models import ApiToken, User
+from api.passwords import PasswordError, check_strength, hash_password, verify_password
+from api.schemas import Login, NewPassword, TokenOut, UserWithToken
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+@router.post("/login", status_code=201)
+def login(body: Login, ctx: Context) -> UserWithToken:
+    """A new token for the user with this name and password."""
+    with ctx.db.read() as session:
+        user = session.scalar(select(User).where(User.name == body.name))
+    if not verify_password(body.password, user.password_hash if user else None):
+        with ctx.db.transaction() as session:
+            crud.audit(session, None, "login.failed", user=body.name)
+        raise ApiError(
+            401,
+            "bad_credentials",
+            "wrong name or password; an organizer can set a new password for you",
+        )
+    assert user is not None
+    with ctx.db.transaction() as session:
+        token = crud.issue_token(session, user, body.label or "login")
+        crud.audit(session, user, "login", label=body.label)
+    return UserWithToken(
+        id=user.id, name=user.name, role=user.role, team_id=user.team_id, token=token
+    )
+
+
+@router.put("/me/password", status_code=204)
+def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
+    """Set or change the caller's password (the token proves who they are)."""
+    try:
+        check_strength(body.password, user.name)
+    except PasswordError as exc:
+        raise ApiError(422, "weak_password", str(exc)) from exc
+    with ctx.db.transaction() as session:
+        session.get_one(User, user.id).password_hash = hash_password(body.password)
+        crud.audit(session, user, "password.set")
+
+
+@router.get("/tokens")
+def list_tokens(
+    request: Request,
+    ctx: Context,
+    user: CurrentUser,
+    of: str | None = Query(None, description="Organizers: another user's tokens, by name."),
+) -> list[TokenOut]:
+    owner = _owner(ctx, user, of)
+    with ctx.db.read() as session:
+        tokens = session.scalars(
+            select(ApiToken).where(ApiToken.user_id == owner.id).order_by(ApiToken.created_at)
+        ).all()
+    current = getattr(request.state, "token_id", None)
+    return [
+        TokenOut(id=t.id, user=owner.name, label=t.label, created_at=t.created_at,
+                 last_used_at=t.last_used_at, revoked_at=t.revoked_at, current=t.id == current)
+        for t in tokens
+    ]  # fmt: skip
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: str, ctx: Context, user: CurrentUser) -> None:
+    """Revoke one token at once: its next request gets 401. Revoking twice is harmless."""
+    with ctx.db.transaction() as session:
+        token = session.get(ApiToken, token_id)
+        if token is None or (token.user_id != user.id and user.role != "organizer"):
+            raise ApiError(404, "not_found", f"no token {token_id!r} of yours; list them first")
+        if token.revoked_at is None:
+            token.revoked_at = datetime.now(UTC)
+            crud.audit(session, user, "token.revoked", token=token.id)
+
+
+def _owner(ctx: Context, user: User, of: str | None) -> User:
+    if of is None or of == user.name:
+        return user
+    if user.role != "organizer":
+        raise ApiError(403, "forbidden", "only organizers list other users' tokens")
+    with ctx.db.read() as session:
+        owner = session.scalar(select(User).where(User.name == of))
+    if owner is None:
+        raise ApiError(404, "not_found", f"no user named {of!r}")
+    return owner
