@@ -7,9 +7,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api import audit_log
 from api.auth import hash_token, new_token
 from api.errors import ApiError, not_found
-from api.models import ApiToken, AuditEvent, Budget, Dataset, Job, Team, User
+from api.models import ApiToken, Budget, Dataset, Job, Team, User
 from api.passwords import PasswordError, check_strength, hash_password
 from privacy.budget import (
     BudgetError,
@@ -24,7 +25,7 @@ from runner.tasks import ErrorClass, JobState
 
 
 def audit(session: Session, actor: User | None, action: str, **detail: object) -> None:
-    session.add(AuditEvent(actor=actor.name if actor else None, action=action, detail=detail))
+    audit_log.append(session, actor.name if actor else None, action, detail)
 
 
 def create_user(

@@ -29,6 +29,7 @@ class UnseenError(Exception):
 class UnseenClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.token = token
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
     def __enter__(self) -> UnseenClient:
@@ -205,15 +206,20 @@ class UnseenClient:
         return self._request("GET", "/v1/budget")
 
     def audit(
-        self, action: str | None = None, job: str | None = None, limit: int = 200
+        self,
+        action: str | None = None,
+        job: str | None = None,
+        actor: str | None = None,
+        limit: int = 200,
     ) -> list[dict[str, Any]]:
-        """Organizers: the audit log, newest first, optionally one action or one job's."""
-        params: dict[str, Any] = {"limit": limit}
-        if action is not None:
-            params["action"] = action
-        if job is not None:
-            params["job"] = job
+        """Organizers: the audit log, newest first, optionally one action, job or actor."""
+        filters = {"action": action, "job": job, "actor": actor}
+        params = {"limit": limit, **{k: v for k, v in filters.items() if v is not None}}
         return self._request("GET", "/v1/audit", params=params)
+
+    def verify_audit(self) -> dict[str, Any]:
+        """Organizers: recompute the audit log's hash chain on the server."""
+        return self._request("GET", "/v1/audit/verify")
 
     def set_budget_cap(
         self, team: str, dataset: str, epsilon: float, delta: float | None = None

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from client.audit_commands import audit_app
 from client.query_commands import estimate, query
 from client.run_command import run
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command("run")(run)
 app.command("estimate")(estimate)
 app.command("query")(query)
+app.add_typer(audit_app, name="audit")
 
 
 def _mount_plugins() -> None:

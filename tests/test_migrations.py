@@ -100,3 +100,31 @@ def test_upgrading_from_0001_keeps_every_users_token_valid(url: str) -> None:
         assert back == hash_token("uns_old-token")
     finally:
         engine.dispose()
+
+
+def test_entries_written_before_the_chain_existed_are_chained_in_order(url: str) -> None:
+    from sqlalchemy import text
+
+    from api import audit_log
+    from api.db import Database
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0002")
+        with engine.begin() as connection:
+            for index, action in enumerate(["team.created", "dataset.registered", "login"]):
+                connection.execute(text(
+                    "INSERT INTO audit_events (at, actor, action, detail) VALUES "
+                    "(CURRENT_TIMESTAMP, 'olga', :action, :detail)"
+                ), {"action": action, "detail": f'{{"n": {index}}}'})  # fmt: skip
+    finally:
+        engine.dispose()
+    database = Database(url)  # upgrades to head
+    try:
+        with database.transaction() as session:
+            audit_log.append(session, "olga", "after.upgrade", {})
+        with database.read() as session:
+            report = audit_log.verify(session)
+        assert report.ok and report.entries == 4, report
+    finally:
+        database.dispose()
