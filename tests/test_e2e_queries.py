@@ -261,7 +261,7 @@ def test_the_delta_budget_is_reserved_atomically_and_refused_when_spent(
     """20 partition-selection queries of δ = 1e-7 fired at once against a δ cap of 5e-7 (and
     plenty of ε): exactly 5 get in, the rest are refused naming δ."""
     d = deployment
-    client = d.new_contestant("team-delta-rush", "dora")
+    client = d.new_contestant("team-delta-rush", "delia")
     d.organizer.set_budget_cap("team-delta-rush", open_lines, 10.0, delta=5e-7)
 
     def attempt(_: int) -> str:
