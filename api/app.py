@@ -12,7 +12,18 @@ from api import crud
 from api.context import AppContext
 from api.db import Database
 from api.errors import install_error_handlers
-from api.routes import accounts, audit, budget, datasets, jobs, queries, review, tokens
+from api.routes import (
+    accounts,
+    audit,
+    budget,
+    contests,
+    datasets,
+    jobs,
+    licences,
+    queries,
+    review,
+    tokens,
+)
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
 from runner.docker_sandbox import DockerSandbox
@@ -54,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (accounts, tokens, datasets, jobs, queries, review, budget, audit):
+    for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
+                   audit):  # fmt: skip
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

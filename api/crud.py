@@ -3,14 +3,17 @@ operations are single conditional UPDATEs, so concurrent requests can never over
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import audit_log
 from api.auth import hash_token, new_token
+from api.contest import RoundDates, TeamStanding, full_data_problems, sample_problems
 from api.errors import ApiError, not_found
-from api.models import ApiToken, Budget, Dataset, Job, Team, User
+from api.models import ApiToken, Budget, Contest, Dataset, Job, Licence, Round, Team, User
 from api.passwords import PasswordError, check_strength, hash_password
 from privacy.budget import (
     BudgetError,
@@ -72,15 +75,17 @@ def _open_budget(session: Session, team: Team, dataset: Dataset) -> None:
     )
 
 
-def create_team(session: Session, name: str, actor: User) -> Team:
+def create_team(session: Session, name: str, actor: User, contest: str | None = None) -> Team:
+    """A team of a contest, with a budget ledger on each of the contest's datasets."""
     if session.scalar(select(Team).where(Team.name == name)) is not None:
         raise ApiError(409, "team_exists", f"a team named {name!r} exists; pick another name")
-    team = Team(name=name)
+    joined = resolve_contest(session, contest)
+    team = Team(name=name, contest_id=joined.id)
     session.add(team)
     session.flush()
-    for dataset in session.scalars(select(Dataset)):
+    for dataset in session.scalars(select(Dataset).where(Dataset.contest_id == joined.id)):
         _open_budget(session, team, dataset)
-    audit(session, actor, "team.created", team=name)
+    audit(session, actor, "team.created", team=name, contest=joined.name)
     return team
 
 
@@ -91,16 +96,91 @@ def get_team(session: Session, team_id: str) -> Team:
     return team
 
 
-def dataset_names(session: Session) -> list[str]:
-    return list(session.scalars(select(Dataset.name).order_by(Dataset.name)))
-
-
-def get_dataset(session: Session, name: str) -> Dataset:
-    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+def get_dataset(session: Session, name: str, user: User | None = None) -> Dataset:
+    """The dataset by name; for a contestant, only one of their team's contest (others do not
+    exist for them: the same 404, listing only what they may see)."""
+    query = select(Dataset)
+    if user is not None and user.role != "organizer":
+        query = query.where(Dataset.contest_id == _team_contest(session, user))
+    dataset = session.scalar(query.where(Dataset.name == name))
     if dataset is None:
-        known = ", ".join(dataset_names(session)) or "none registered yet"
+        names = session.scalars(query.with_only_columns(Dataset.name).order_by(Dataset.name))
+        known = ", ".join(names) or "none registered yet"
         raise not_found("dataset", name, f"known datasets: {known}")
     return dataset
+
+
+def _team_contest(session: Session, user: User) -> str | None:
+    team = session.get(Team, user.team_id) if user.team_id else None
+    return team.contest_id if team else None
+
+
+def visible_datasets(session: Session, user: User) -> list[Dataset]:
+    query = select(Dataset).order_by(Dataset.name)
+    if user.role != "organizer":
+        query = query.where(Dataset.contest_id == _team_contest(session, user))
+    return list(session.scalars(query))
+
+
+def resolve_contest(session: Session, name: str | None) -> Contest:
+    """The named contest, or the only one there is; otherwise a 422 naming the fix."""
+    if name is not None:
+        contest = session.scalar(select(Contest).where(Contest.name == name))
+        if contest is None:
+            raise not_found("contest", name, "list contests with GET /v1/contests")
+        return contest
+    contests = session.scalars(select(Contest).limit(2)).all()
+    if len(contests) == 1:
+        return contests[0]
+    raise ApiError(
+        422,
+        "contest_needed",
+        "create a contest first (POST /v1/contests)"
+        if not contests
+        else "there are several contests; name the one this belongs to ('contest')",
+    )
+
+
+def team_standing(session: Session, team: Team) -> TeamStanding:
+    contest = session.get(Contest, team.contest_id) if team.contest_id else None
+    rounds = session.scalars(select(Round).where(Round.contest_id == team.contest_id)).all()
+    latest = session.scalar(
+        select(Licence.status)
+        .where(Licence.team_id == team.id)
+        .order_by(Licence.uploaded_at.desc())
+        .limit(1)
+    )
+    unverified = session.scalars(
+        select(User.name).where(User.team_id == team.id, User.identity_verified.is_(False))
+    ).all()
+    return TeamStanding(
+        contest=contest.name if contest else "(none)",
+        rounds=[RoundDates(r.number, r.opens_at, r.closes_at) for r in rounds],
+        admitted=team.admitted_at is not None,
+        licence=latest,
+        unverified_members=list(unverified),
+    )
+
+
+def require_sample_access(session: Session, user: User) -> None:
+    """Round one or two open for the contestant's contest (organizers always may)."""
+    if user.role == "organizer":
+        return
+    team = session.get_one(Team, user.team_id)
+    problems = sample_problems(team_standing(session, team), datetime.now(UTC))
+    if problems:
+        raise ApiError(403, "contest_closed", f"samples are not available now: {problems[0]}")
+
+
+def require_full_access(session: Session, team: Team) -> None:
+    problems = full_data_problems(team_standing(session, team), datetime.now(UTC))
+    if problems:
+        raise ApiError(
+            403,
+            "not_admitted",
+            f"team {team.name!r} cannot run on the full data yet: " + "; ".join(problems),
+            missing=problems,
+        )
 
 
 def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
@@ -111,7 +191,7 @@ def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
         raise ApiError(
             409, "dataset_exists", f"dataset {dataset.name!r} is already registered"
         ) from exc
-    for team in session.scalars(select(Team)):
+    for team in session.scalars(select(Team).where(Team.contest_id == dataset.contest_id)):
         _open_budget(session, team, dataset)
     audit(session, actor, "dataset.registered", dataset=dataset.name, blocks=dataset.blocks)
 
@@ -159,6 +239,7 @@ def queue_job(
         raise ApiError(422, "bad_delta", str(exc)) from exc
     team = session.get(Team, user.team_id)
     assert team is not None
+    require_full_access(session, team)
     reserve_budget(session, team, dataset, units, delta_units)
     job = Job(
         delta=delta,

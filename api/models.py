@@ -31,11 +31,54 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
 
 
+class Contest(Base):
+    """A contest: teams, rounds with dates, and the datasets attached to it."""
+
+    __tablename__ = "contests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Round(Base):
+    """Round 1: catalog and samples for every team. Round 2: full data for admitted teams."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("contest_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contest_id: Mapped[str] = mapped_column(ForeignKey("contests.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    opens_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closes_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Team(Base):
     __tablename__ = "teams"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    contest_id: Mapped[str | None] = mapped_column(ForeignKey("contests.id"), default=None)
+    admitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Licence(Base):
+    """A team's signed licence agreement (the uploaded file), and the organizer's decision."""
+
+    __tablename__ = "licences"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    uploaded_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # approved | rejected
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class User(Base):
@@ -80,6 +123,7 @@ class Dataset(Base):
     team_cap_units: Mapped[int] = mapped_column(BigInteger)
     team_delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
     node: Mapped[str] = mapped_column(String(64), default="local")
+    contest_id: Mapped[str | None] = mapped_column(ForeignKey("contests.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

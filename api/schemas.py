@@ -45,6 +45,7 @@ class TokenOut(BaseModel):
 
 class NewTeam(Strict):
     name: Name
+    contest: str | None = Field(None, description="Contest it enters (default: the only one).")
 
 
 class UserOut(BaseModel):
@@ -73,6 +74,7 @@ class NewDataset(Strict):
     key_sets: dict[str, list[str | int | float]] = Field(default_factory=dict)
     blocks: int | None = Field(None, ge=2, le=100_000)
     team_epsilon: float = Field(10.0, ge=0, le=1000, description="Budget cap per team.")
+    contest: str | None = Field(None, description="Contest it belongs to (default: the only one).")
     team_delta: float = Field(
         1e-6, ge=0, lt=1, description="δ cap per team, spent only by partition selection."
     )
@@ -234,6 +236,83 @@ class BudgetOut(BaseModel):
 class BudgetCapIn(Strict):
     epsilon: float = Field(ge=0, le=1000)
     delta: float | None = Field(None, ge=0, lt=1, description="Leave out to keep the δ cap.")
+
+
+class NewContest(Strict):
+    name: Name
+    description: str = Field("", max_length=4000)
+
+
+class RoundIn(Strict):
+    opens_at: datetime
+    closes_at: datetime
+
+
+class RoundOut(RoundIn):
+    number: int
+    open_now: bool
+
+
+class ContestOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    rounds: list[RoundOut]
+    datasets: list[str]
+    teams: list[str]
+
+
+class Admission(Strict):
+    admitted: bool
+
+
+class Identity(Strict):
+    verified: bool
+
+
+class MemberOut(BaseModel):
+    name: str
+    identity_verified: bool
+
+
+class LicenceOut(BaseModel):
+    id: str
+    team: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    uploaded_at: datetime
+    status: str
+    reason: str
+    decided_at: datetime | None
+
+
+class TeamStatusOut(BaseModel):
+    """A team as organizers see it: where it stands on the way to round two."""
+
+    id: str
+    name: str
+    contest: str | None
+    admitted: bool
+    licence: LicenceOut | None
+    members: list[MemberOut]
+    full_data_blocked_by: list[str]
+
+
+class ResultRow(BaseModel):
+    team: str
+    dataset: str
+    job: str
+    mode: str
+    released_at: datetime
+    output: str
+    keys: dict[str, Any] | None
+    value: float
+    noise_scale: float
+    error_bound_95: float
+    epsilon: float
 
 
 class ReviewDecision(Strict):

@@ -31,6 +31,10 @@ class Settings:
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
 
+    @property
+    def licences_dir(self) -> Path:
+        return self.data_dir / "licences"
+
 
 def _bootstrap_token(data_dir: Path) -> str:
     """The organizer-bootstrap secret: from the environment, else made once and kept 0600."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from api.models import Budget, Dataset, Job
+from sqlalchemy.orm import Session
+
+from api.models import Budget, Dataset, Job, Licence, Team, User
 from api.schemas import (
     BudgetOut,
     DatasetOrganizerOut,
     DatasetOut,
     JobOrganizerOut,
     JobOut,
+    LicenceOut,
     OutputIn,
     Progress,
     ReleasedOut,
@@ -110,3 +113,14 @@ def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:
             )
         ),
     )
+
+
+def licence_view(session: Session, licence: Licence) -> LicenceOut:
+    team = session.get_one(Team, licence.team_id)
+    uploader = session.get_one(User, licence.uploaded_by)
+    return LicenceOut(
+        id=licence.id, team=team.name, filename=licence.filename, media_type=licence.media_type,
+        size=licence.size, sha256=licence.sha256, uploaded_by=uploader.name,
+        uploaded_at=licence.uploaded_at, status=licence.status, reason=licence.reason,
+        decided_at=licence.decided_at,
+    )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,58 @@ class UnseenClient:
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/v1/me")
 
-    def create_team(self, name: str) -> dict[str, Any]:
-        return self._request("POST", "/v1/teams", json={"name": name})
+    def create_team(self, name: str, contest: str | None = None) -> dict[str, Any]:
+        body = {"name": name} if contest is None else {"name": name, "contest": contest}
+        return self._request("POST", "/v1/teams", json=body)
+
+    # contests (organizers unless said otherwise)
+    def create_contest(self, name: str, description: str = "") -> dict[str, Any]:
+        body = {"name": name, "description": description}
+        return self._request("POST", "/v1/contests", json=body)
+
+    def contests(self) -> list[dict[str, Any]]:
+        """Organizers: every contest; contestants: their team's."""
+        return self._request("GET", "/v1/contests")
+
+    def set_round(
+        self, contest: str, number: int, opens_at: datetime, closes_at: datetime
+    ) -> dict[str, Any]:
+        body = {"opens_at": opens_at.isoformat(), "closes_at": closes_at.isoformat()}
+        return self._request("PUT", f"/v1/contests/{contest}/rounds/{number}", json=body)
+
+    def admit(self, team: str, admitted: bool = True) -> dict[str, Any]:
+        return self._request("PUT", f"/v1/teams/{team}/admission", json={"admitted": admitted})
+
+    def verify_identity(self, user: str, verified: bool = True) -> dict[str, Any]:
+        return self._request("PUT", f"/v1/users/{user}/identity", json={"verified": verified})
+
+    def teams_status(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/teams/status")
+
+    def upload_licence(self, team: str, content: bytes, filename: str) -> dict[str, Any]:
+        """Contestants (or organizers): the team's signed licence, PDF, PNG or JPEG."""
+        files = {"file": (filename, content, "application/octet-stream")}
+        return self._request("POST", f"/v1/teams/{team}/licences", files=files)
+
+    def licences(self, team: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/teams/{team}/licences")
+
+    def licence_file(self, licence_id: str) -> bytes:
+        return self._request("GET", f"/v1/licences/{licence_id}/file")
+
+    def approve_licence(self, licence_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/licences/{licence_id}/approve")
+
+    def reject_licence(self, licence_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/licences/{licence_id}/reject", json={"reason": reason})
+
+    def results(self, contest: str | None = None, as_csv: bool = False) -> Any:
+        """Released outputs, one row per value: a list, or CSV text."""
+        params = {"format": "csv" if as_csv else "json"}
+        if contest is not None:
+            params["contest"] = contest
+        found = self._request("GET", "/v1/results", params=params)
+        return found.decode("utf-8") if as_csv else found
 
     def add_member(self, team: str, name: str, password: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name}

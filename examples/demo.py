@@ -2,7 +2,8 @@
 
 1. makes the demo data (kept between runs) and the runner image (built once, offline);
 2. starts a fresh embedded server (its state is wiped each run, so the demo is repeatable);
-3. as organizer: creates a team with one contestant, registers the three datasets;
+3. as organizer: opens a contest in round two, admits a team with one contestant (its signed
+   licence uploaded and approved, identity verified), registers the three datasets;
 4. as the contestant: estimates the noise, submits examples/mean_fare_by_period.py in
    aggregate mode against the full transport-card data, and waits;
 5. as organizer: reviews and releases the output;
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from client.plans import Query, col, hour
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("UNSEEN_DEMO_DIR", ROOT / "var" / "demo"))
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
+LICENCE = ROOT / "examples" / "signed-licence.pdf"
 EPSILON = 1.0
 QUERY_EPSILON = 1.0
 # More blocks, less noise (scale ∝ 1/k), more container runs. UNSEEN_DEMO_BLOCKS scales down.
@@ -77,6 +80,23 @@ def register_all(organizer: UnseenClient, full: Path, sample: Path) -> None:
             team_epsilon=10.0,
         )
         console.print(f"registered [bold]{name}[/] ({BLOCKS.get(name, 50)} blocks)")
+
+
+def open_contest(organizer: UnseenClient) -> UnseenClient:
+    """A contest in round two, and a finalist team that has done everything round two takes:
+    signed licence uploaded and approved, identity verified, admitted by the organizers."""
+    now = datetime.now(UTC)
+    organizer.create_contest("soda-demo", "SODA-style contest on synthetic Shanghai data")
+    organizer.set_round("soda-demo", 1, now - timedelta(days=30), now + timedelta(days=30))
+    organizer.set_round("soda-demo", 2, now - timedelta(hours=1), now + timedelta(days=30))
+    team = organizer.create_team("team-alpha")
+    contestant = organizer.with_token(organizer.add_member(team["id"], "alice")["token"])
+    licence = contestant.upload_licence("team-alpha", LICENCE.read_bytes(), LICENCE.name)
+    organizer.approve_licence(licence["id"])
+    organizer.verify_identity("alice")
+    organizer.admit("team-alpha")
+    console.print("contest soda-demo in round two; team-alpha admitted (licence, identity)")
+    return contestant
 
 
 def watch(contestant: UnseenClient, job_id: str) -> dict[str, Any]:
@@ -144,8 +164,7 @@ def main() -> int:
         console.print(f"server up at {server.url} (state in {server_dir})")
         with UnseenClient(server.url, bootstrap) as anonymous:
             organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
-        team = organizer.create_team("team-alpha")
-        contestant = organizer.with_token(organizer.add_member(team["id"], "alice")["token"])
+        contestant = open_contest(organizer)
         register_all(organizer, full, sample)
 
         outputs = runpy.run_path(str(EXAMPLE))["OUTPUTS"]

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -92,8 +93,32 @@ class Deployment:
     team: dict[str, object]
 
     def new_contestant(self, team_name: str, user: str) -> UnseenClient:
-        team = self.organizer.create_team(team_name)
-        return self.organizer.with_token(self.organizer.add_member(team["id"], user)["token"])
+        """A team of one, admitted to round two with everything that takes."""
+        return admitted_member(self.organizer, team_name, user)
+
+
+#: A one-page "signed licence" for tests: a file that starts like a PDF.
+LICENCE_PDF = b"%PDF-1.4\n% signed licence agreement (test)\n%%EOF\n"
+
+
+def admitted_member(organizer: UnseenClient, team_name: str, user: str) -> UnseenClient:
+    """Team, member, licence uploaded and approved, identity verified, team admitted: the
+    whole way to round two, through the API as a contest would do it."""
+    team = organizer.create_team(team_name)
+    member = organizer.with_token(organizer.add_member(team["id"], user)["token"])
+    licence = member.upload_licence(team_name, LICENCE_PDF, "licence.pdf")
+    organizer.approve_licence(licence["id"])
+    organizer.verify_identity(user)
+    organizer.admit(team_name)
+    return member
+
+
+def open_contest(organizer: UnseenClient, name: str = "soda-test") -> None:
+    """A contest whose round one opened yesterday and round two an hour ago."""
+    now = datetime.now(UTC)
+    organizer.create_contest(name, "the test suite's contest")
+    organizer.set_round(name, 1, now - timedelta(days=1), now + timedelta(days=30))
+    organizer.set_round(name, 2, now - timedelta(hours=1), now + timedelta(days=30))
 
 
 def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Deployment:
@@ -101,8 +126,9 @@ def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Dep
     server = ServerProcess(data_dir, token, env=env).start()
     anonymous = UnseenClient(server.url, token)
     organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
-    team = organizer.create_team("team-alpha")
-    contestant = organizer.with_token(organizer.add_member(team["id"], "alice")["token"])
+    open_contest(organizer)
+    contestant = admitted_member(organizer, "team-alpha", "alice")
+    team = next(t for t in organizer.teams_status() if t["name"] == "team-alpha")
     organizer.register_dataset(**soda.registration("transport_cards", TEST_BLOCKS))
     organizer.register_dataset(
         **soda.registration("transport_cards", TINY_BLOCKS, as_name="cards_tiny")

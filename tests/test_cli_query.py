@@ -16,8 +16,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def member(deployment: Deployment) -> str:
-    team = deployment.organizer.create_team("team-cli-query")
-    return str(deployment.organizer.add_member(team["id"], "cleo")["token"])
+    return str(deployment.new_contestant("team-cli-query", "cleo").token)
 
 
 def test_estimate_then_query_from_the_terminal(deployment: Deployment, member: str) -> None:

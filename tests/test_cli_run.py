@@ -21,8 +21,7 @@ EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
 
 @pytest.fixture(scope="module")
 def token(deployment: Deployment) -> str:
-    team = deployment.organizer.create_team("team-cli")
-    return str(deployment.organizer.add_member(team["id"], "carol")["token"])
+    return str(deployment.new_contestant("team-cli", "carol").token)
 
 
 def unseen(*args: str, url: str, token: str | None) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from api.launcher import free_port
 from client.api import UnseenClient
-from tests.conftest import ROOT, SodaData
+from tests.conftest import ROOT, SodaData, admitted_member, open_contest
 from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS
 
 pytestmark = pytest.mark.docker
@@ -65,8 +65,8 @@ def test_compose_stack_runs_a_job_end_to_end(stack: tuple[str, str, Path], soda:
     url, token, host_dir = stack
     with UnseenClient(url, token) as anonymous:
         organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
-    team = organizer.create_team("team-compose")
-    contestant = organizer.with_token(organizer.add_member(team["id"], "cora")["token"])
+    open_contest(organizer)
+    contestant = admitted_member(organizer, "team-compose", "cora")
     registration = soda.registration("transport_cards", 4)
     registration["source_path"] = str(host_dir / "full" / "transport_cards.parquet")
     registration["sample_path"] = str(host_dir / "sample" / "transport_cards.parquet")

@@ -35,7 +35,7 @@ def me(user: CurrentUser) -> UserOut:
 @router.post("/teams", status_code=201)
 def create_team(body: NewTeam, ctx: Context, actor: Organizer) -> TeamOut:
     with ctx.db.transaction() as session:
-        team = crud.create_team(session, body.name, actor)
+        team = crud.create_team(session, body.name, actor, body.contest)
     return TeamOut(id=team.id, name=team.name)
 
 

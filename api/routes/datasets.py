@@ -57,6 +57,8 @@ def _check_declaration(body: NewDataset, columns: dict[str, str]) -> None:
 @router.post("", status_code=201)
 def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
     """Partition the full data into keyed-hash blocks and publish the organizer's sample."""
+    with ctx.db.read() as session:
+        contest = crud.resolve_contest(session, body.contest)
     source = _existing_file(body.source_path, "source_path")
     sample = _existing_file(body.sample_path, "sample_path")
     if source.resolve() == sample.resolve():
@@ -106,6 +108,7 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
             team_cap_units=cap_units(body.team_epsilon),
             team_delta_cap_units=delta_cap_units(body.team_delta),
             node=ctx.settings.node,
+            contest_id=contest.id,
         )
         with ctx.db.transaction() as session:
             crud.add_dataset(session, dataset, actor)
@@ -131,21 +134,23 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
 @router.get("")
 def catalog(ctx: Context, user: CurrentUser) -> list[AnyDatasetOut]:
     with ctx.db.read() as session:
-        datasets = session.scalars(select(Dataset).order_by(Dataset.name))
+        datasets = crud.visible_datasets(session, user)
         return [dataset_view(d, organizer=user.role == "organizer") for d in datasets]
 
 
 @router.get("/{name}")
 def describe(name: str, ctx: Context, user: CurrentUser) -> AnyDatasetOut:
     with ctx.db.read() as session:
-        return dataset_view(crud.get_dataset(session, name), organizer=user.role == "organizer")
+        dataset = crud.get_dataset(session, name, user)
+        return dataset_view(dataset, organizer=user.role == "organizer")
 
 
 @router.get("/{name}/sample", response_class=FileResponse)
 def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
     """The organizer's public sample, as Parquet: where contestants develop and debug."""
     with ctx.db.transaction() as session:
-        dataset = crud.get_dataset(session, name)
+        dataset = crud.get_dataset(session, name, user)
+        crud.require_sample_access(session, user)
         crud.audit(session, user, "sample.downloaded", dataset=name)
     return FileResponse(
         dataset.sample_path,

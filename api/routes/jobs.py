@@ -43,11 +43,11 @@ def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
 
 
 @router.post("/estimate")
-def estimate(body: EstimateIn, ctx: Context, _user: CurrentUser) -> list[NoiseOut]:
+def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut]:
     """Noise scale and 95 % error bound of an aggregate job's outputs or of a plan's noisy
     quantities, from public parameters only: no data is read, no budget is spent."""
     with ctx.db.read() as session:
-        dataset = crud.get_dataset(session, body.dataset)
+        dataset = crud.get_dataset(session, body.dataset, user)
     if body.plan is not None:
         plan = checked_plan(body.plan, crud.dataset_policy(dataset), body.delta)
         return [
@@ -84,7 +84,7 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
     if body.epsilon is None:
         raise ApiError(422, "bad_epsilon", "a full-data job needs epsilon, e.g. 0.5")
     with ctx.db.transaction() as session:
-        dataset = crud.get_dataset(session, body.dataset)
+        dataset = crud.get_dataset(session, body.dataset, user)
         job, team = crud.queue_job(
             session,
             user,
@@ -102,7 +102,8 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
 
 def _run_on_sample(body: NewJob, specs: list[OutputSpec], ctx: Context, user: User) -> JobOut:
     with ctx.db.read() as session:
-        dataset = crud.get_dataset(session, body.dataset)
+        dataset = crud.get_dataset(session, body.dataset, user)
+        crud.require_sample_access(session, user)
     job_id = new_id()
     code_path = write_code(ctx.settings.jobs_dir, job_id, body.code)
     run = run_on_sample(code_path, Path(dataset.sample_path), specs, ctx.run_block)

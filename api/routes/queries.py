@@ -35,7 +35,7 @@ def submit_query(body: NewQuery, ctx: Context, user: Contestant) -> JobOut:
     """Queue a query-mode job on the full data; its release is ε-DP at the user level, or
     (ε, δ)-DP when keys without a public set go through partition selection."""
     with ctx.db.transaction() as session:
-        dataset = crud.get_dataset(session, body.dataset)
+        dataset = crud.get_dataset(session, body.dataset, user)
         checked_plan(body.plan, crud.dataset_policy(dataset), body.delta)
         job, team = crud.queue_job(
             session, user, dataset, body.epsilon, body.delta, mode="query", code="",
