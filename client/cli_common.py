@@ -15,9 +15,7 @@ from rich.console import Console
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 DEFAULT_URL = "http://127.0.0.1:8000"
-REFUSALS = frozenset(
-    {"bad_code", "bad_plan", "budget_exceeded", "not_admitted", "contest_closed"}
-)
+REFUSALS = frozenset({"bad_code", "bad_plan", "budget_exceeded", "not_admitted", "contest_closed"})
 
 Url = Annotated[str, typer.Option(envvar="UNSEEN_URL", help="Server URL.")]
 Token = Annotated[str | None, typer.Option(envvar="UNSEEN_TOKEN", help="API token.")]
