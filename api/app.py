@@ -26,6 +26,7 @@ from api.routes import (
 )
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
+from api.web import pages
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker
 
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
                    audit):  # fmt: skip
         app.include_router(module.router)
+
+    app.include_router(pages.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

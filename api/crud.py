@@ -55,6 +55,16 @@ def create_user(
     return user, token
 
 
+def revoke_token(session: Session, user: User, token_id: str) -> None:
+    """Revoke one of ``user``'s tokens (organizers: anyone's); revoking twice is harmless."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (token.user_id != user.id and user.role != "organizer"):
+        raise ApiError(404, "not_found", f"no token {token_id!r} of yours; list them first")
+    if token.revoked_at is None:
+        token.revoked_at = datetime.now(UTC)
+        audit(session, user, "token.revoked", token=token.id)
+
+
 def issue_token(session: Session, user: User, label: str) -> str:
     """A new bearer token for ``user``: returned once, only its hash is kept."""
     token = new_token()

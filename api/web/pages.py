@@ -1,0 +1,257 @@
+"""The organizers' pages: log in, review queue, job detail (release or reject), teams and
+licences, budgets, and the audit log with filters.
+
+Every action calls the same function its API route does, so the page and the API can never
+disagree about a rule. After a form post the browser is redirected (post/redirect/get) with a
+short message; errors come back as the API's one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from api import crud
+from api.auth import user_for_token
+from api.errors import ApiError
+from api.models import User
+from api.passwords import verify_password
+from api.routes import audit, budget, contests, jobs, licences, review
+from api.schemas import Admission, Identity, ReviewDecision
+from api.web.charts import charts_for
+from api.web.session import COOKIE, csrf_ok, csrf_token
+from runner.tasks import JobState
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+Csrf = Annotated[str, Form()]
+
+
+class _Redirect(Exception):
+    def __init__(self, to: str) -> None:
+        self.to = to
+
+
+def _organizer(request: Request) -> User:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise _Redirect("/ui/login")
+    try:
+        user = user_for_token(request, token)
+    except ApiError:
+        raise _Redirect("/ui/login?error=" + quote("your session ended; log in again")) from None
+    if user.role != "organizer":
+        raise _Redirect("/ui/login?error=" + quote("these pages are for organizers"))
+    return user
+
+
+def _page(request: Request, template: str, user: User | None, **context: Any) -> HTMLResponse:
+    token = request.cookies.get(COOKIE, "")
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"user": user, "csrf": csrf_token(token) if token else "", "done":
+         request.query_params.get("done", ""), "error": request.query_params.get("error", ""),
+         **context},
+    )  # fmt: skip
+
+
+def _back(to: str, done: str = "", error: str = "") -> RedirectResponse:
+    query = f"?done={quote(done)}" if done else f"?error={quote(error)}" if error else ""
+    return RedirectResponse(to + query, status_code=303)
+
+
+def _guarded(request: Request, csrf: str, to: str, action: Any) -> Response:
+    """Run one form action as the logged-in organizer: CSRF checked, API errors shown."""
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    if not csrf_ok(request, csrf):
+        return _back(to, error="the form expired; reload the page and try again")
+    try:
+        done = action(request.app.state.context, user)
+    except ApiError as exc:
+        return _back(to, error=exc.message)
+    return _back(to, done=done)
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", None)
+
+
+@router.post("/login")
+def login(
+    request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()]
+) -> Response:
+    ctx = request.app.state.context
+    with ctx.db.read() as session:
+        user = session.scalar(select(User).where(User.name == name))
+    if not verify_password(password, user.password_hash if user else None):
+        with ctx.db.transaction() as session:
+            crud.audit(session, None, "login.failed", user=name, via="web")
+        return _back("/ui/login", error="wrong name or password")
+    assert user is not None
+    if user.role != "organizer":
+        return _back("/ui/login", error="these pages are for organizers; contestants use the CLI")
+    with ctx.db.transaction() as session:
+        token = crud.issue_token(session, user, "web session")
+        crud.audit(session, user, "login", via="web")
+    response = RedirectResponse("/ui/review", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600,
+                        secure=request.url.scheme == "https")  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Csrf) -> Response:
+    def revoke(ctx: Any, user: User) -> str:
+        token_id = request.state.token_id
+        with ctx.db.transaction() as session:
+            crud.revoke_token(session, user, token_id)
+        return "logged out"
+
+    response = _guarded(request, csrf, "/ui/login", revoke)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/review", status_code=303)
+
+
+@router.get("/review")
+def review_page(request: Request) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    ctx = request.app.state.context
+    pending = jobs.list_jobs(ctx, user, state=JobState.AWAITING_REVIEW.value)
+    recent = [j for j in jobs.list_jobs(ctx, user) if j.state != JobState.AWAITING_REVIEW.value]
+    return _page(request, "review.html", user, pending=pending, recent=recent[:30])
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    try:
+        job = jobs.get_job(job_id, request.app.state.context, user)
+    except ApiError as exc:
+        return _page(request, "error.html", user, message=exc.message)
+    values = [v.model_dump() for v in (getattr(job, "pending_values", None) or [])]
+    return _page(request, "job.html", user, job=job, values=values, charts=charts_for(values),
+                 plan=json.dumps(job.plan, indent=2) if job.plan else "")  # fmt: skip
+
+
+@router.post("/jobs/{job_id}/release")
+def release_job(request: Request, job_id: str, csrf: Csrf) -> Response:
+    def act(ctx: Any, user: User) -> str:
+        review.release(job_id, ctx, user)
+        return "released: the team sees the values now"
+
+    return _guarded(request, csrf, f"/ui/jobs/{job_id}", act)
+
+
+@router.post("/jobs/{job_id}/reject")
+def reject_job(
+    request: Request, job_id: str, csrf: Csrf, reason: Annotated[str, Form()] = ""
+) -> Response:
+    def act(ctx: Any, user: User) -> str:
+        review.reject(job_id, ReviewDecision(reason=reason), ctx, user)
+        return "rejected: the team sees your reason; the budget stays spent"
+
+    return _guarded(request, csrf, f"/ui/jobs/{job_id}", act)
+
+
+@router.get("/teams")
+def teams_page(request: Request) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    ctx = request.app.state.context
+    return _page(request, "teams.html", user, teams=contests.teams_status(ctx, user),
+                 contests=contests.list_contests(ctx, user))  # fmt: skip
+
+
+@router.post("/licences/{licence_id}/{decision}")
+def decide_licence(
+    request: Request,
+    licence_id: str,
+    decision: str,
+    csrf: Csrf,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    def act(ctx: Any, user: User) -> str:
+        if decision == "approve":
+            licences.approve_licence(licence_id, ctx, user)
+            return "licence approved"
+        licences.reject_licence(licence_id, ReviewDecision(reason=reason), ctx, user)
+        return "licence rejected; the team sees why"
+
+    return _guarded(request, csrf, "/ui/teams", act)
+
+
+@router.post("/users/{name}/identity")
+def verify_identity(
+    request: Request, name: str, csrf: Csrf, verified: Annotated[str, Form()] = "yes"
+) -> Response:
+    def act(ctx: Any, user: User) -> str:
+        contests.set_identity(name, Identity(verified=verified == "yes"), ctx, user)
+        return f"identity of {name} {'verified' if verified == 'yes' else 'withdrawn'}"
+
+    return _guarded(request, csrf, "/ui/teams", act)
+
+
+@router.post("/teams/{team}/admission")
+def admit_team(
+    request: Request, team: str, csrf: Csrf, admitted: Annotated[str, Form()] = "yes"
+) -> Response:
+    def act(ctx: Any, user: User) -> str:
+        contests.set_admission(team, Admission(admitted=admitted == "yes"), ctx, user)
+        return f"{team} {'admitted to' if admitted == 'yes' else 'withdrawn from'} round two"
+
+    return _guarded(request, csrf, "/ui/teams", act)
+
+
+@router.get("/budgets")
+def budgets_page(request: Request) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    rows = budget.budgets(request.app.state.context, user)
+    return _page(request, "budgets.html", user, budgets=rows)
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    action: str = "",
+    actor: str = "",
+    job: str = "",
+    before: int | None = None,
+) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    ctx = request.app.state.context
+    events = audit.read_audit_log(ctx, user, action=action or None, job=job or None,
+                                  actor=actor or None, before=before, limit=100)  # fmt: skip
+    chain = audit.verify_audit_log(ctx, user)
+    return _page(request, "audit.html", user, events=events, chain=chain,
+                 filters={"action": action, "actor": actor, "job": job})  # fmt: skip
