@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import crud
+from api.body_limit import BodySizeLimit
 from api.context import AppContext
 from api.db import Database
-from api.errors import install_error_handlers
+from api.errors import MAX_BODY_BYTES, TOO_LARGE, install_error_handlers
 from api.routes import (
     accounts,
     audit,
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Use-but-not-see compute on sensitive open data: only DP outputs come back.",
         lifespan=lifespan,
+        max_body_size=4 * MAX_BODY_BYTES,  # a backstop: BodySizeLimit answers first
     )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, message=TOO_LARGE)
     app.state.settings = settings
     install_error_handlers(app)
     for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,

@@ -154,12 +154,16 @@ def resolve_contest(session: Session, name: str | None) -> Contest:
 def team_standing(session: Session, team: Team) -> TeamStanding:
     contest = session.get(Contest, team.contest_id) if team.contest_id else None
     rounds = session.scalars(select(Round).where(Round.contest_id == team.contest_id)).all()
-    latest = session.scalar(
+    # The latest decision stands (a newer upload awaiting review does not suspend an approved
+    # licence); with no decision yet, a pending upload; with no upload, nothing.
+    decided = session.scalar(
         select(Licence.status)
-        .where(Licence.team_id == team.id)
-        .order_by(Licence.uploaded_at.desc())
+        .where(Licence.team_id == team.id, Licence.status != "pending")
+        .order_by(Licence.decided_at.desc())
         .limit(1)
     )
+    uploaded = session.scalar(select(Licence.id).where(Licence.team_id == team.id).limit(1))
+    latest = decided or ("pending" if uploaded else None)
     unverified = session.scalars(
         select(User.name).where(User.team_id == team.id, User.identity_verified.is_(False))
     ).all()

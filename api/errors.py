@@ -12,6 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
+#: Largest request body the server reads at all (a licence upload of 10 MB plus form overhead).
+MAX_BODY_BYTES = 12 * 2**20
+TOO_LARGE = (
+    f"the request body is larger than the server accepts ({MAX_BODY_BYTES // 2**20} MB); "
+    "send less (code and plans are far smaller, licences at most 10 MB)"
+)
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
@@ -78,5 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                415: "unsupported_media_type"}.get(exc.status_code, "http_error")  # fmt: skip
+        message = TOO_LARGE if exc.status_code == 413 else str(exc.detail)
+        return JSONResponse(_body(code, message), status_code=exc.status_code)
