@@ -14,7 +14,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from client.plans import Query
-from tests.conftest import LICENCE_PDF, ROOT, Deployment
+from tests.conftest import (
+    LICENCE_PDF,
+    ROOT,
+    Deployment,
+    SodaData,
+    postgres_database,
+    start_deployment,
+)
 
 pytestmark = pytest.mark.docker
 PASSWORD = "review-desk at 7am"
@@ -131,6 +138,11 @@ def test_budgets_and_the_audit_log_with_filters(browser: Browser, site: Deployme
     page.goto(f"{d.server.url}/ui/budgets")
     expect(page.locator("#budgets")).to_contain_text("team-alpha")
     page.screenshot(path=SHOTS / "budgets.png", full_page=True)
+    page.goto(f"{d.server.url}/ui/results")
+    expect(page.locator("#results")).to_contain_text("team-web-a")  # released by the test above
+    csv_link = page.locator("#csv").get_attribute("href")
+    assert csv_link == "/v1/results?format=csv"
+    page.screenshot(path=SHOTS / "results.png", full_page=True)
     page.goto(f"{d.server.url}/ui/audit")
     expect(page.locator("#chain")).to_contain_text("Hash chain intact")
     page.get_by_placeholder("action, e.g. budget.charged").fill("job.released")
@@ -175,3 +187,25 @@ def test_contestants_wrong_passwords_forged_forms_and_logout_are_refused(
     after = httpx.get(f"{d.server.url}/ui/review", cookies=session, follow_redirects=False)
     assert after.status_code == 303 and after.headers["location"].startswith("/ui/login")
     page.close()
+
+
+def test_the_pages_work_the_same_on_postgresql(
+    browser: Browser, runner_image: str, soda: SodaData, tmp_path: Path
+) -> None:
+    with postgres_database() as url:
+        env = {"UNSEEN_DATABASE_URL": url, "UNSEEN_NODE": "web-pg"}
+        d = start_deployment(tmp_path / "state", soda, env)
+        try:
+            d.organizer.set_password(PASSWORD)
+            job = awaiting_review(d, "team-web-pg", "pam", query=True)
+            page = logged_in(browser, d)
+            page.goto(f"{d.server.url}/ui/jobs/{job}")
+            page.locator("#release").click()
+            expect(page.locator("#job-state")).to_have_text("released")
+            page.goto(f"{d.server.url}/ui/audit")
+            expect(page.locator("#chain")).to_contain_text("Hash chain intact")
+            page.screenshot(path=SHOTS / "audit-postgresql.png", full_page=True)
+            page.close()
+            assert d.organizer.job(job)["state"] == "released"
+        finally:
+            d.server.stop()

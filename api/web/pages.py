@@ -237,6 +237,17 @@ def budgets_page(request: Request) -> Response:
     return _page(request, "budgets.html", user, budgets=rows)
 
 
+@router.get("/results")
+def results_page(request: Request) -> Response:
+    try:
+        user = _organizer(request)
+    except _Redirect as redirect:
+        return RedirectResponse(redirect.to, status_code=303)
+    response = contests.results(request.app.state.context, user, contest=None, format="json")
+    rows = json.loads(bytes(response.body))
+    return _page(request, "results.html", user, rows=rows)
+
+
 @router.get("/audit")
 def audit_page(
     request: Request,
