@@ -10,8 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client.api import UnseenClient
-from client.cli_common import DEFAULT_URL, EXIT_FAILED, AsJson, Token, Url, errors, one_line_errors
+from client.cli_common import EXIT_FAILED, AsJson, Token, Url, connected, errors
 
 audit_app = typer.Typer(
     help="The audit log (organizers): who did what, hash-chained.", no_args_is_help=False
@@ -25,7 +24,7 @@ def show(
     job: Annotated[str | None, typer.Option(help="Only events about this job.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only events by this user.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -35,7 +34,7 @@ def show(
     """
     if ctx.invoked_subcommand is not None:
         return
-    with one_line_errors(url), UnseenClient(url, token) as client:
+    with connected(url, token) as client:
         events = client.audit(action=action, job=job, actor=actor, limit=limit)
     if as_json:
         Console().print_json(json.dumps(events))
@@ -49,12 +48,12 @@ def show(
 
 
 @audit_app.command("verify")
-def verify(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def verify(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Recompute the audit log's hash chain; exit 1 and name the entry if it is broken.
 
     Example: unseen audit verify
     """
-    with one_line_errors(url), UnseenClient(url, token) as client:
+    with connected(url, token) as client:
         report = client.verify_audit()
     if as_json:
         Console().print_json(json.dumps(report))

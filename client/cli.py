@@ -8,6 +8,8 @@ from importlib.metadata import entry_points
 
 import typer
 
+from client import job_commands
+from client.account_commands import login, logout
 from client.audit_commands import audit_app
 from client.query_commands import estimate, query
 from client.run_command import run
@@ -19,7 +21,16 @@ app = typer.Typer(
 )
 
 
+app.command("login")(login)
+app.command("logout")(logout)
+app.command("datasets")(job_commands.datasets)
+app.command("sample")(job_commands.sample)
 app.command("run")(run)
+app.command("submit")(job_commands.submit)
+app.command("jobs")(job_commands.jobs)
+app.command("watch")(job_commands.watch)
+app.command("result")(job_commands.result)
+app.command("budget")(job_commands.budget)
 app.command("estimate")(estimate)
 app.command("query")(query)
 app.add_typer(audit_app, name="audit")

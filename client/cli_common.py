@@ -7,21 +7,42 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 
+from client.config import resolve
+
+if TYPE_CHECKING:
+    from client.api import UnseenClient
+
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
-DEFAULT_URL = "http://127.0.0.1:8000"
 REFUSALS = frozenset({"bad_code", "bad_plan", "budget_exceeded", "not_admitted", "contest_closed"})
 
-Url = Annotated[str, typer.Option(envvar="UNSEEN_URL", help="Server URL.")]
-Token = Annotated[str | None, typer.Option(envvar="UNSEEN_TOKEN", help="API token.")]
+Url = Annotated[
+    str | None,
+    typer.Option(envvar="UNSEEN_URL", help="Server URL (default: from `unseen login`)."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(envvar="UNSEEN_TOKEN", help="API token (default: from `unseen login`)."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 errors = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def connected(url: str | None, token: str | None, timeout: float = 60.0) -> Iterator[UnseenClient]:
+    """A client for the resolved server and token; refusals and network trouble become one
+    line and an exit code."""
+    from client.api import UnseenClient
+
+    url, token = resolve(url, token)
+    with one_line_errors(url), UnseenClient(url, token, timeout) as client:
+        yield client
 
 
 @contextmanager

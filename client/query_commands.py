@@ -10,15 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client.api import UnseenClient
 from client.cli_common import (
-    DEFAULT_URL,
     EXIT_USAGE,
     AsJson,
     Token,
     Url,
+    connected,
     errors,
-    one_line_errors,
     read_json_file,
 )
 
@@ -63,7 +61,7 @@ def estimate(
     plan_file: PlanFile = None,
     count_by: CountBy = None,
     delta: Delta = 0.0,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -72,7 +70,7 @@ def estimate(
     Example: unseen estimate --count-by station_id -d transport_cards -e 0.5
     """
     plan = _plan(plan_file, count_by)
-    with one_line_errors(url), UnseenClient(url, token) as client:
+    with connected(url, token) as client:
         quantities = client.estimate(dataset, plan=plan, epsilon=epsilon, delta=delta)
     if as_json:
         Console().print_json(json.dumps(quantities))
@@ -91,7 +89,7 @@ def query(
     count_by: CountBy = None,
     delta: Delta = 0.0,
     wait: Annotated[bool, typer.Option(help="Wait until reviewed or released.")] = True,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -101,7 +99,7 @@ def query(
     """
     plan = _plan(plan_file, count_by)
     console = Console(highlight=False)
-    with one_line_errors(url), UnseenClient(url, token) as client:
+    with connected(url, token) as client:
         job = client.query(dataset, plan, epsilon, delta)
         if not as_json:
             spent = f"ε={epsilon:g}" + (f", δ={delta:g}" if delta else "")

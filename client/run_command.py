@@ -19,16 +19,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client.api import UnseenClient
 from client.cli_common import (
-    DEFAULT_URL,
     EXIT_FAILED,
     EXIT_USAGE,
     AsJson,
     Token,
     Url,
+    connected,
     errors,
-    one_line_errors,
 )
 
 
@@ -98,7 +96,7 @@ def run(
             "--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS list."
         ),
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -122,7 +120,7 @@ def run(
     if not outputs:
         errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
         raise typer.Exit(EXIT_USAGE)
-    with one_line_errors(url), UnseenClient(url, token, timeout=300.0) as client:
+    with connected(url, token, timeout=300.0) as client:
         job = client.run_on_sample(dataset, source, outputs)
     result = job["sample_run"]
     if as_json:
