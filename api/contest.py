@@ -56,7 +56,9 @@ def full_data_problems(standing: TeamStanding, now: datetime) -> list[str]:
     if not standing.admitted:
         problems.append("the team is not admitted to round two; the organizers admit finalists")
     if standing.licence is None:
-        problems.append("no signed licence uploaded; upload it with `unseen licence upload FILE`")
+        problems.append(
+            "no signed licence uploaded; upload it with `unseen licences upload FILE --team TEAM`"
+        )
     elif standing.licence == "pending":
         problems.append("the signed licence awaits an organizer's approval")
     elif standing.licence == "rejected":

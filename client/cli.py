@@ -11,6 +11,7 @@ import typer
 from client import job_commands
 from client.account_commands import login, logout
 from client.audit_commands import audit_app
+from client.organizer_commands import datasets_app, licences_app, review_app, teams_app
 from client.query_commands import estimate, query
 from client.run_command import run
 
@@ -23,7 +24,7 @@ app = typer.Typer(
 
 app.command("login")(login)
 app.command("logout")(logout)
-app.command("datasets")(job_commands.datasets)
+app.add_typer(datasets_app, name="datasets")
 app.command("sample")(job_commands.sample)
 app.command("run")(run)
 app.command("submit")(job_commands.submit)
@@ -33,6 +34,9 @@ app.command("result")(job_commands.result)
 app.command("budget")(job_commands.budget)
 app.command("estimate")(estimate)
 app.command("query")(query)
+app.add_typer(teams_app, name="teams")
+app.add_typer(licences_app, name="licences")
+app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 
 

@@ -1,0 +1,325 @@
+"""Organizer commands (and the team's licence upload): teams and their way to round two,
+licences, the review queue, and dataset registration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client import job_commands
+from client.cli_common import EXIT_USAGE, AsJson, Token, Url, connected, errors, read_json_file
+
+console = Console(highlight=False)
+teams_app = typer.Typer(help="Teams and their way to round two (organizers).")
+licences_app = typer.Typer(help="Signed licence agreements.", no_args_is_help=True)
+review_app = typer.Typer(help="The review queue: nothing leaves before release (organizers).")
+datasets_app = typer.Typer(help="The catalog; organizers register datasets.")
+
+
+@teams_app.callback(invoke_without_command=True)
+def teams(
+    ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Every team: contest, admission, licence, identities, and what still blocks round two.
+
+    Example: unseen teams
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with connected(url, token) as client:
+        found = client.teams_status()
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    table = Table("team", "contest", "admitted", "licence", "members", "round two blocked by")
+    for t in found:
+        members = ", ".join(f"{m['name']}{'' if m['identity_verified'] else ' (unverified)'}"
+                            for m in t["members"])  # fmt: skip
+        licence = t["licence"]["status"] if t["licence"] else "-"
+        table.add_row(t["name"], t["contest"] or "-", "yes" if t["admitted"] else "no", licence,
+                      members, "; ".join(t["full_data_blocked_by"]) or "nothing")  # fmt: skip
+    console.print(table)
+
+
+@teams_app.command("admit")
+def admit(
+    team: Annotated[str, typer.Argument(help="Team to admit to round two.")],
+    withdraw: Annotated[bool, typer.Option(help="Withdraw the admission instead.")] = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Admit a finalist team to round two (full data).
+
+    Example: unseen teams admit team-alpha
+    """
+    with connected(url, token) as client:
+        client.admit(team, admitted=not withdraw)
+    console.print(f"{team}: {'admission withdrawn' if withdraw else 'admitted to round two'}")
+
+
+@teams_app.command("verify")
+def verify_identity(
+    user: Annotated[str, typer.Argument(help="Member whose identity you checked.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Record that you verified a member's identity.
+
+    Example: unseen teams verify alice
+    """
+    with connected(url, token) as client:
+        client.verify_identity(user)
+    console.print(f"identity of {user} verified")
+
+
+@licences_app.command("upload")
+def upload(
+    file: Annotated[Path, typer.Argument(help="The signed licence: PDF, PNG or JPEG, <= 10 MB.")],
+    team: Annotated[str, typer.Option("--team", "-t", help="Your team.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Upload your team's signed licence for the organizers to approve.
+
+    Example: unseen licences upload signed.pdf --team team-alpha
+    """
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        errors.print(f"cannot read {file}: {exc.strerror}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    with connected(url, token) as client:
+        licence = client.upload_licence(team, content, file.name)
+    console.print(f"uploaded {file.name} as licence {licence['id']}: awaiting approval")
+
+
+@licences_app.command("list")
+def list_licences(
+    team: Annotated[str, typer.Argument(help="Team whose uploads to list.")],
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """A team's licence uploads, newest first.
+
+    Example: unseen licences list team-alpha
+    """
+    with connected(url, token) as client:
+        found = client.licences(team)
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    table = Table("licence", "file", "uploaded by", "status", "reason")
+    for lic in found:
+        table.add_row(lic["id"], lic["filename"], lic["uploaded_by"], lic["status"], lic["reason"])
+    console.print(table)
+
+
+@licences_app.command("approve")
+def approve(
+    licence: Annotated[str, typer.Argument(help="Licence id.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Approve a signed licence.
+
+    Example: unseen licences approve 9c1e...
+    """
+    with connected(url, token) as client:
+        client.approve_licence(licence)
+    console.print(f"licence {licence} approved")
+
+
+@licences_app.command("reject")
+def reject_licence(
+    licence: Annotated[str, typer.Argument(help="Licence id.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="What the team must fix.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Reject a signed licence, saying what to fix.
+
+    Example: unseen licences reject 9c1e... --reason "page 2 is not signed"
+    """
+    with connected(url, token) as client:
+        client.reject_licence(licence, reason)
+    console.print(f"licence {licence} rejected")
+
+
+@review_app.callback(invoke_without_command=True)
+def review_list(
+    ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Jobs awaiting review (same as `unseen review list`).
+
+    Example: unseen review
+    """
+    if ctx.invoked_subcommand is None:
+        _queue(url, token, as_json)
+
+
+@review_app.command("list")
+def review_list_command(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """Jobs awaiting review.
+
+    Example: unseen review list
+    """
+    _queue(url, token, as_json)
+
+
+def _queue(url: str | None, token: str | None, as_json: bool) -> None:
+    with connected(url, token) as client:
+        found = client.review_queue()
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    table = Table("job", "team", "dataset", "mode", "ε", "blocks defaulted")
+    for job in found:
+        report = job.get("report") or {}
+        table.add_row(job["id"], job["team"], job["dataset"], job["mode"], f"{job['epsilon']:g}",
+                      str(report.get("blocks_defaulted", "-")))  # fmt: skip
+    console.print(table)
+
+
+@review_app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(help="Job to inspect.")],
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """A job as organizers see it: code or plan, pending (noised) values, report, logs.
+
+    Example: unseen review show 3f2a...
+    """
+    with connected(url, token) as client:
+        job = client.job(job_id)
+    if as_json:
+        console.print_json(json.dumps(job, default=str))
+        return
+    console.print(f"job {job['id']} of {job['team']} on {job['dataset']}: {job['state']}, "
+                  f"{job['mode']}, ε={job['epsilon']:g}")  # fmt: skip
+    console.print(json.dumps(job["plan"], indent=2) if job.get("plan") else job.get("code", ""))
+    _values(job.get("pending_values") or [])
+    if job.get("report"):
+        console.print(f"report: {json.dumps(job['report'])}")
+    if job.get("logs"):
+        console.print("logs (organizers only):\n" + str(job["logs"])[-4000:])
+
+
+def _values(cells: list[dict[str, Any]]) -> None:
+    if not cells:
+        return
+    keys = list(cells[0].get("keys") or {})
+    table = Table(*keys, "output", "value (noised)", "noise scale", "95% error")
+    for c in cells:
+        table.add_row(*(str(c["keys"][k]) for k in keys), c["name"], f"{c['value']:g}",
+                      f"{c['noise_scale']:.4g}", f"±{c['error_bound_95']:.4g}")  # fmt: skip
+    console.print(table)
+
+
+@review_app.command("release")
+def release(
+    job_id: Annotated[str, typer.Argument(help="Job to release.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Release a job's noised values to its team.
+
+    Example: unseen review release 3f2a...
+    """
+    with connected(url, token) as client:
+        client.release(job_id)
+    console.print(f"job {job_id} released")
+
+
+@review_app.command("reject")
+def reject(
+    job_id: Annotated[str, typer.Argument(help="Job to reject.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="What the team will read.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Reject a job's output; the team sees the reason and the budget stays spent.
+
+    Example: unseen review reject 3f2a... --reason "outputs too fine-grained"
+    """
+    with connected(url, token) as client:
+        client.reject(job_id, reason)
+    console.print(f"job {job_id} rejected (its ε stays spent: the noise was drawn)")
+
+
+@datasets_app.callback(invoke_without_command=True)
+def datasets(
+    ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """The catalog of your contest: units, columns, public bounds and key sets.
+
+    Example: unseen datasets
+    """
+    if ctx.invoked_subcommand is None:
+        job_commands.datasets(url, token, as_json)
+
+
+@datasets_app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="Name contestants will use.")],
+    source: Annotated[Path, typer.Option(help="Full data: a Parquet file on the server's node.")],
+    sample: Annotated[Path, typer.Option(help="Public sample you made (never real rows).")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A `unseen data generate` manifest: unit, bounds, key sets from it."),
+    ] = None,
+    unit: Annotated[str | None, typer.Option(help="Privacy unit column.")] = None,
+    bound: Annotated[
+        list[str] | None, typer.Option(help="column:lo:hi public bounds (repeatable).")
+    ] = None,
+    blocks: Annotated[int | None, typer.Option(help="Blocks k (default: the server's).")] = None,
+    team_epsilon: Annotated[float, typer.Option(help="Budget cap per team.")] = 10.0,
+    contest: Annotated[str | None, typer.Option(help="Contest it belongs to.")] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Register a dataset: the server partitions the full data into blocks and publishes the
+    sample.
+
+    Example: unseen datasets register transport_cards --source /data/cards.parquet
+             --sample /data/cards-sample.parquet --manifest /data/manifest.json
+    """
+    body: dict[str, Any] = {"name": name, "source_path": str(source.resolve()),
+                            "sample_path": str(sample.resolve()), "team_epsilon": team_epsilon,
+                            "bounds": {}, "key_sets": {}}  # fmt: skip
+    if manifest is not None:
+        entries = read_json_file(manifest, "manifest").get("datasets", [])
+        entry = next((e for e in entries if e.get("name") == name), None)
+        if entry is None:
+            errors.print(f"{manifest} describes no dataset named {name!r}")
+            raise typer.Exit(EXIT_USAGE)
+        body.update(unit_column=entry["unit_column"], bounds=entry.get("bounds", {}),
+                    key_sets=entry.get("key_sets", {}),
+                    description=entry.get("description", ""))  # fmt: skip
+    if unit:
+        body["unit_column"] = unit
+    for item in bound or []:
+        column, _, rest = item.partition(":")
+        lo, _, hi = rest.partition(":")
+        try:
+            body["bounds"][column] = [float(lo), float(hi)]
+        except ValueError as exc:
+            raise typer.BadParameter(f"{item!r}: write column:lo:hi") from exc
+    if "unit_column" not in body:
+        errors.print("give --unit COLUMN (the privacy unit) or --manifest FILE")
+        raise typer.Exit(EXIT_USAGE)
+    if blocks is not None:
+        body["blocks"] = blocks
+    if contest is not None:
+        body["contest"] = contest
+    with connected(url, token, timeout=600.0) as client:
+        registered = client.register_dataset(**body)
+    console.print(f"registered {name}: {registered['blocks']} blocks, "
+                  f"{registered['rows']:,} rows, {registered['units']:,} units")  # fmt: skip
