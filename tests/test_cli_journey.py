@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from api.launcher import free_port
-from tests.conftest import ROOT, Deployment
+from tests.conftest import ROOT, TEST_BLOCKS, Deployment
 
 pytestmark = pytest.mark.docker
 PASSWORD = "terminal-journey 42"
@@ -111,3 +111,28 @@ def test_logout_revokes_the_token(deployment: Deployment, tmp_path: Path) -> Non
     assert not (home / "config" / "unseen" / "config.json").exists()
     again = cli("jobs", "--token", str(member.token), "--url", deployment.server.url, home=home)
     assert again.returncode == 1 and "revoked" in again.stderr
+
+
+def test_watch_on_a_terminal_draws_a_live_progress_bar(
+    journey: Path, deployment: Deployment, tmp_path: Path
+) -> None:
+    """Under a pseudo-terminal (util-linux `script`) rich draws its bar; it must show blocks
+    done out of blocks total and the state changes, then the final state."""
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ndef analyze(df):\n    time.sleep(0.5)\n"
+                    "    return {'n': float(len(df))}\n")  # fmt: skip
+    submitted = cli("submit", str(slow), "-d", "transport_cards", "-e", "0.1", "--output",
+                    "n:0:100000", "--no-wait", "--json", home=journey)  # fmt: skip
+    job = json.loads(submitted.stdout)["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNSEEN_")}
+    env.update({"XDG_CONFIG_HOME": str(journey / "config"), "HOME": str(journey),
+                "COLUMNS": "100", "TERM": "xterm-256color"})  # fmt: skip
+    command = f"{sys.executable} -m client.cli watch {job}"
+    shown = subprocess.run(["script", "-qefc", command, "/dev/null"], capture_output=True,
+                           text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
+    assert shown.returncode == 0, shown.stdout[-2000:]
+    screen = shown.stdout
+    assert "\x1b[" in screen  # drawn live, with terminal control sequences
+    assert "━" in screen and f"/{TEST_BLOCKS}" in screen  # the bar; blocks done of all
+    assert "state: running" in screen or "state: queued" in screen
+    assert "awaiting_review" in screen
