@@ -17,9 +17,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.migrate import upgrade
 
+#: Connections kept open: as many as request threads can use at once (anyio's pool has 40), so
+#: a burst of reads never pays for opening and configuring a new connection.
+POOL_SIZE, POOL_OVERFLOW = 40, 20
+
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -45,7 +54,7 @@ class Database:
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
             self._read_engine = _sqlite_engine(url, "BEGIN")
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
             self._read_engine = self.engine
         upgrade(self.engine)
         self._writes = sessionmaker(self.engine, expire_on_commit=False)
