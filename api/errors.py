@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,7 +44,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _json_body_sent_as_something_else(request, exc):
+            return JSONResponse(
+                _body(
+                    "unsupported_media_type",
+                    "send the body as JSON with 'Content-Type: application/json' "
+                    "(see GET /docs for the schema)",
+                ),
+                status_code=415,
+            )
         problems = []
         for error in exc.errors()[:10]:
             where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
@@ -84,8 +94,40 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status, headers = exc.status_code, dict(exc.headers or {})
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
-                415: "unsupported_media_type"}.get(exc.status_code, "http_error")  # fmt: skip
-        message = TOO_LARGE if exc.status_code == 413 else str(exc.detail)
-        return JSONResponse(_body(code, message), status_code=exc.status_code)
+                415: "unsupported_media_type"}.get(status, "http_error")  # fmt: skip
+        message = str(exc.detail)
+        if status == 413:
+            message = TOO_LARGE
+        elif status == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; the API is at GET /docs"
+        elif status == 405:
+            allowed = _allowed_methods(request) or headers.get("allow", "")
+            headers["allow"] = allowed
+            message = f"{request.method} is not allowed here; use {allowed or 'another method'}"
+        elif status == 400 and "parsing the body" in message:
+            # Bytes that are not UTF-8 JSON at all: the same answer as any other bad JSON.
+            status, code = 422, "invalid_request"
+            message = "invalid request: the body is not valid JSON (see GET /docs for the schema)"
+        return JSONResponse(_body(code, message), status_code=status, headers=headers or None)
+
+
+def _json_body_sent_as_something_else(request: Request, exc: RequestValidationError) -> bool:
+    """A route that takes a JSON object got a body under another (or no) content type."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return False
+    return any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in
+               {"model_attributes_type", "dict_type", "missing"} for e in exc.errors())  # fmt: skip
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method any route answers at this path (Starlette names only its first route's)."""
+    paths = request.app.openapi().get("paths", {})
+    found = set()
+    for template, operations in paths.items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            found.update(method.upper() for method in operations)
+    return ", ".join(sorted(found))
