@@ -122,6 +122,9 @@ def open_contest(organizer: UnseenClient, name: str = "soda-test") -> None:
 
 
 def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Deployment:
+    # A node label of its own: a server reaps its node's sandbox containers when it starts, so
+    # two servers sharing a label would remove each other's running blocks.
+    env = {"UNSEEN_NODE": f"test-{secrets.token_hex(3)}", **env}
     token = secrets.token_urlsafe(16)
     server = ServerProcess(data_dir, token, env=env).start()
     anonymous = UnseenClient(server.url, token)
