@@ -9,6 +9,7 @@ all blocks add up to the partials of the whole table: the noise is drawn once, a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     for key in plan.group_by:
         values = pd.Series(evaluate(key.expression, frame), index=frame.index)
         if key.domain is not None:
-            code, domain = pd.Index(key.domain).get_indexer(values), key.domain
+            code, domain = _domain_index(key.domain).get_indexer(values), key.domain
         else:  # a missing key is no key: its rows are in no group
             code, uniques = pd.factorize(values, use_na_sentinel=True)
             domain = tuple(_plain(value) for value in uniques)
@@ -157,6 +158,12 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     pairs = np.unique(unit_code.astype(np.int64) * max(cells, 1) + cell)
     distinct = np.bincount(pairs % max(cells, 1), minlength=cells).astype(np.int64)
     return Partials(counts, sums, histograms, keys, distinct)
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_index(domain: tuple[Any, ...]) -> pd.Index:
+    """One lookup index per public key set, reused by every block (building it is not free)."""
+    return pd.Index(domain)
 
 
 def _plain(value: Any) -> Any:
