@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from client.cli_common import EXIT_FAILED, EXIT_USAGE, AsJson, Token, Url, connected, errors
-from client.run_command import declared_outputs, parse_output
+from client.cli_common import EXIT_FAILED, AsJson, Token, Url, connected, errors
+from client.run_command import read_analysis
 
 FINAL = frozenset({"awaiting_review", "released", "rejected", "failed"})
 console = Console(highlight=False)
@@ -77,15 +77,7 @@ def submit(
 
     Example: unseen submit examples/mean_fare_by_period.py -d transport_cards -e 0.5
     """
-    try:
-        source = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        errors.print(f"cannot read {file}: {exc.strerror}")
-        raise typer.Exit(EXIT_USAGE) from exc
-    outputs = [parse_output(o) for o in output] if output else declared_outputs(source)
-    if not outputs:
-        errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
-        raise typer.Exit(EXIT_USAGE)
+    source, outputs = read_analysis(file, output)
     with connected(url, token) as client:
         job = client.submit(dataset, source, outputs, epsilon, combine=combine)
         if not as_json:

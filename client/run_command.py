@@ -52,6 +52,20 @@ def declared_outputs(source: str) -> list[dict[str, Any]]:
     return []
 
 
+def read_analysis(file: Path, output: list[str] | None) -> tuple[str, list[dict[str, Any]]]:
+    """The file's source and its outputs (from --output, else its OUTPUTS list), or exit 2."""
+    try:
+        source = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        errors.print(f"cannot read {file}: {exc.strerror}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    outputs = [parse_output(o) for o in output] if output else declared_outputs(source)
+    if not outputs:
+        errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
+        raise typer.Exit(EXIT_USAGE)
+    return source, outputs
+
+
 def parse_output(text: str) -> dict[str, Any]:
     """``name:lo:hi`` or ``name:lo:hi:default`` → an output declaration."""
     parts = text.split(":")
@@ -111,15 +125,7 @@ def run(
             "(POST /v1/jobs) and return noised values only"
         )
         raise typer.Exit(EXIT_USAGE)
-    try:
-        source = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        errors.print(f"cannot read {file}: {exc.strerror}")
-        raise typer.Exit(EXIT_USAGE) from exc
-    outputs = [parse_output(o) for o in output] if output else declared_outputs(source)
-    if not outputs:
-        errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
-        raise typer.Exit(EXIT_USAGE)
+    source, outputs = read_analysis(file, output)
     with connected(url, token, timeout=300.0) as client:
         job = client.run_on_sample(dataset, source, outputs)
     result = job["sample_run"]
