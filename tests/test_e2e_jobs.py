@@ -175,11 +175,14 @@ def test_malformed_requests_get_a_stable_error_shape(deployment: Deployment) -> 
     import httpx
 
     url = deployment.server.url + "/v1/jobs"
-    headers = {"Authorization": deployment.contestant._http.headers["authorization"]}
+    headers = {"Authorization": deployment.contestant._http.headers["authorization"],
+               "Content-Type": "application/json"}  # fmt: skip
     for body in (b"{not json", b"[]", json.dumps({"dataset": "x"}).encode()):
         response = httpx.post(url, content=body, headers=headers)
         assert response.status_code == 422
         assert set(response.json()) == {"error", "message"}
+    untyped = httpx.post(url, content=b"{}", headers={"Authorization": headers["Authorization"]})
+    assert untyped.status_code == 415 and "application/json" in untyped.json()["message"]
     response = httpx.post(url, json={"dataset": "transport_cards"})
     assert response.status_code == 401
     assert "Bearer" in response.json()["message"]
