@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
 
     app.include_router(pages.router)
+    app.add_exception_handler(pages.Redirect, pages.redirect_to_login)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -34,21 +34,28 @@ templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 Csrf = Annotated[str, Form()]
 
 
-class _Redirect(Exception):
+class Redirect(Exception):
+    """Raised where a page needs a logged-in organizer; answered by ``redirect_to_login``."""
+
     def __init__(self, to: str) -> None:
         self.to = to
+
+
+def redirect_to_login(_request: Request, exc: Exception) -> RedirectResponse:
+    assert isinstance(exc, Redirect)
+    return RedirectResponse(exc.to, status_code=303)
 
 
 def _organizer(request: Request) -> User:
     token = request.cookies.get(COOKIE)
     if not token:
-        raise _Redirect("/ui/login")
+        raise Redirect("/ui/login")
     try:
         user = user_for_token(request, token)
     except ApiError:
-        raise _Redirect("/ui/login?error=" + quote("your session ended; log in again")) from None
+        raise Redirect("/ui/login?error=" + quote("your session ended; log in again")) from None
     if user.role != "organizer":
-        raise _Redirect("/ui/login?error=" + quote("these pages are for organizers"))
+        raise Redirect("/ui/login?error=" + quote("these pages are for organizers"))
     return user
 
 
@@ -70,10 +77,7 @@ def _back(to: str, done: str = "", error: str = "") -> RedirectResponse:
 
 def _guarded(request: Request, csrf: str, to: str, action: Any) -> Response:
     """Run one form action as the logged-in organizer: CSRF checked, API errors shown."""
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     if not csrf_ok(request, csrf):
         return _back(to, error="the form expired; reload the page and try again")
     try:
@@ -119,7 +123,10 @@ def logout(request: Request, csrf: Csrf) -> Response:
             crud.revoke_token(session, user, token_id)
         return "logged out"
 
-    response = _guarded(request, csrf, "/ui/login", revoke)
+    try:
+        response = _guarded(request, csrf, "/ui/login", revoke)
+    except Redirect as ended:  # the session had already ended: forget the cookie all the same
+        response = RedirectResponse(ended.to, status_code=303)
     response.delete_cookie(COOKIE)
     return response
 
@@ -131,10 +138,7 @@ def home() -> RedirectResponse:
 
 @router.get("/review")
 def review_page(request: Request) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     ctx = request.app.state.context
     pending = jobs.list_jobs(ctx, user, state=JobState.AWAITING_REVIEW.value)
     recent = [j for j in jobs.list_jobs(ctx, user) if j.state != JobState.AWAITING_REVIEW.value]
@@ -143,10 +147,7 @@ def review_page(request: Request) -> Response:
 
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: str) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     try:
         job = jobs.get_job(job_id, request.app.state.context, user)
     except ApiError as exc:
@@ -178,10 +179,7 @@ def reject_job(
 
 @router.get("/teams")
 def teams_page(request: Request) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     ctx = request.app.state.context
     return _page(request, "teams.html", user, teams=contests.teams_status(ctx, user),
                  contests=contests.list_contests(ctx, user))  # fmt: skip
@@ -229,20 +227,14 @@ def admit_team(
 
 @router.get("/budgets")
 def budgets_page(request: Request) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     rows = budget.budgets(request.app.state.context, user)
     return _page(request, "budgets.html", user, budgets=rows)
 
 
 @router.get("/results")
 def results_page(request: Request) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     response = contests.results(request.app.state.context, user, contest=None, format="json")
     rows = json.loads(bytes(response.body))
     return _page(request, "results.html", user, rows=rows)
@@ -256,10 +248,7 @@ def audit_page(
     job: str = "",
     before: int | None = None,
 ) -> Response:
-    try:
-        user = _organizer(request)
-    except _Redirect as redirect:
-        return RedirectResponse(redirect.to, status_code=303)
+    user = _organizer(request)
     ctx = request.app.state.context
     events = audit.read_audit_log(ctx, user, action=action or None, job=job or None,
                                   actor=actor or None, before=before, limit=100)  # fmt: skip
