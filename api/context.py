@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from api.db import Database
 from api.settings import Settings
-from runner.embedded import EmbeddedWorker
+from runner.embedded import JobSubmitter
 from runner.pipeline import BlockRunner
 
 
@@ -18,12 +18,13 @@ from runner.pipeline import BlockRunner
 class AppContext:
     settings: Settings
     db: Database
-    worker: EmbeddedWorker
+    worker: JobSubmitter  # the embedded worker, or a stand-in in API-only processes
     image_ready: Callable[[], str | None]  # None when the runner image is ready, else the fix
     run_block: BlockRunner  # the sandbox, for synchronous runs on public samples
+    runner_image: str  # the sandboxes' image tag, told to clients that run samples locally
 
 
-def _context(request: Request) -> AppContext:
+async def _context(request: Request) -> AppContext:  # async: no thread hand-off
     return request.app.state.context
 
 

@@ -59,6 +59,21 @@ class UserWithToken(UserOut):
     token: str = Field(description="Shown once; only its hash is stored.")
 
 
+class NewNode(Strict):
+    name: Name = Field(description="The node's label (UNSEEN_NODE on its worker): its datasets.")
+
+
+class NodeDatasetOut(BaseModel):
+    """What a data node needs to run a dataset's blocks: it holds them already."""
+
+    name: str
+    directory: str
+    blocks: int
+    rows: int
+    units: int
+    unit_column: str
+
+
 class TeamOut(BaseModel):
     id: str
     name: str
@@ -129,6 +144,11 @@ class EstimateIn(Strict):
     epsilon: float = Field(gt=0, le=10)
     delta: float = Field(0.0, ge=0, le=1e-4)
     combine: Literal["mean", "sum"] = "mean"
+    code: str | None = Field(
+        None,
+        description="Aggregate mode: the analysis, put through the pre-flight code policy as "
+        "a submission would be (nothing runs). Lets a local sample run fail as the server would.",
+    )
 
 
 class NewQuery(Strict):

@@ -46,6 +46,15 @@ class UnseenClient:
         return UnseenClient(str(self._http.base_url), token, self._http.timeout.read or 60.0)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response, or UnseenError with the server's error code and message."""
         response = self._http.request(method, path, **kwargs)
         if response.is_error:
             try:
@@ -58,11 +67,7 @@ class UnseenClient:
                 str(body.get("message", body)),
                 body,
             )
-        if response.status_code == 204 or not response.content:
-            return None
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.content
+        return response
 
     # accounts
     def health(self) -> dict[str, Any]:
@@ -152,6 +157,14 @@ class UnseenClient:
         return self._request("POST", f"/v1/teams/{team}/members", json=body)
 
     # catalog
+    def create_node(self, name: str) -> dict[str, Any]:
+        """Organizers: a data node's credential (its token is shown once)."""
+        return self._request("POST", "/v1/nodes", json={"name": name})
+
+    def node_datasets(self) -> list[dict[str, Any]]:
+        """Data nodes: the datasets this node holds."""
+        return self._request("GET", "/v1/node/datasets")
+
     def register_dataset(self, **body: Any) -> dict[str, Any]:
         return self._request("POST", "/v1/datasets", json=body)
 
@@ -159,8 +172,15 @@ class UnseenClient:
         return self._request("GET", "/v1/datasets")
 
     def download_sample(self, dataset: str, out: Path) -> Path:
-        out.write_bytes(self._request("GET", f"/v1/datasets/{dataset}/sample"))
+        self.fetch_sample(dataset, out)
         return out
+
+    def fetch_sample(self, dataset: str, out: Path) -> str | None:
+        """Write the public sample to ``out``; the runner image the server's sandboxes use
+        (None from a server that does not say), to run the same harness locally."""
+        response = self._send("GET", f"/v1/datasets/{dataset}/sample")
+        out.write_bytes(response.content)
+        return response.headers.get("x-unseen-runner-image")
 
     # jobs
     def estimate(
@@ -171,11 +191,15 @@ class UnseenClient:
         combine: str = "mean",
         plan: dict[str, Any] | None = None,
         delta: float = 0.0,
+        code: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Noise scale and 95 % error bound of an aggregate job's outputs or a query plan."""
+        """Noise scale and 95 % error bound of an aggregate job's outputs or a query plan;
+        with ``code``, the server's pre-flight policy checks it too (422 bad_code)."""
         body: dict[str, Any] = {"dataset": dataset, "epsilon": epsilon, "combine": combine}
         if delta:
             body["delta"] = delta
+        if code is not None:
+            body["code"] = code
         if plan is not None:
             body["plan"] = plan
         else:

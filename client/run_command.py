@@ -1,8 +1,10 @@
-"""``unseen run --sample FILE.py``: the contestant's debugging loop, over HTTP only.
+"""``unseen run --sample FILE.py``: the contestant's debugging loop.
 
-The code runs on the dataset's public sample in the same sandbox as a full-data block, and
-everything comes back: the values exactly as parsed (no clipping, no noise), stdout, stderr and
-the traceback. No budget is spent. Full-data runs are submitted, never run like this.
+The code runs on the dataset's public sample in the same runner image as a full-data block —
+here, when Docker is here and holds the image the server names (``client.local_run``), else on
+the server — and everything comes back: the values exactly as parsed (no clipping, no noise),
+stdout, stderr and the traceback. No budget is spent. Full-data runs are submitted, never run
+like this.
 
 Exit codes scripts can rely on: 0 the code ran and every output parsed; 1 it failed on the
 sample, or the request failed; 2 usage; 3 refused by the pre-flight policy.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from client.api import UnseenClient
 from client.cli_common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -28,6 +32,7 @@ from client.cli_common import (
     connected,
     errors,
 )
+from client.local_run import docker_problem, run_locally
 
 
 def declared_outputs(source: str) -> list[dict[str, Any]]:
@@ -81,10 +86,39 @@ def parse_output(text: str) -> dict[str, Any]:
     return declared
 
 
+WHERE = ("auto", "local", "server")
+
+
+def _run_here(
+    client: UnseenClient, dataset: str, source: str, outputs: list[dict[str, Any]], where: str
+) -> dict[str, Any] | None:
+    """The sample run in local Docker, or None to run it on the server (``auto`` only: a
+    ``local`` run that cannot happen here exits 1 naming why)."""
+    client.estimate(dataset, outputs, code=source)  # refused here as a submission would be
+    with tempfile.TemporaryDirectory(prefix="unseen-sample-") as directory:
+        sample_path = Path(directory) / f"{dataset}-sample.parquet"
+        image = client.fetch_sample(dataset, sample_path)
+        problem = "the server did not name its runner image" if image is None else None
+        problem = problem or docker_problem(str(image))
+        if problem is not None:
+            if where == "local":
+                errors.print(f"cannot run here: {problem}; or run it with --where server")
+                raise typer.Exit(EXIT_FAILED)
+            errors.print(f"running on the server: {problem}")
+            return None
+        assert image is not None
+        return {
+            "where": "local",
+            "image": image,
+            **run_locally(image, source, sample_path, outputs),
+        }
+
+
 def show(console: Console, path: Path, dataset: str, run: dict[str, Any]) -> None:
+    place = f"here in {run['image']}" if run["where"] == "local" else "on the server"
     console.print(
-        f"sample run of {path.name} on {dataset}: {run['end']}, outputs {run['outcome']}"
-        f" ({run['seconds']:.2f} s, no budget spent)"
+        f"sample run of {path.name} on {dataset} ({place}): {run['end']}, outputs "
+        f"{run['outcome']} ({run['seconds']:.2f} s, no budget spent)"
     )
     if run["reason"]:
         console.print(f"  {run['reason']}")
@@ -110,6 +144,14 @@ def run(
             "--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS list."
         ),
     ] = None,
+    where: Annotated[
+        str,
+        typer.Option(
+            "--where",
+            help="auto: here in Docker when the runner image is here, else on the server; "
+            "local: here or fail; server: always on the server.",
+        ),
+    ] = "auto",
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -125,12 +167,17 @@ def run(
             "(POST /v1/jobs) and return noised values only"
         )
         raise typer.Exit(EXIT_USAGE)
+    if where not in WHERE:
+        errors.print(f"--where must be one of {', '.join(WHERE)}; got {where!r}")
+        raise typer.Exit(EXIT_USAGE)
     source, outputs = read_analysis(file, output)
     with connected(url, token, timeout=300.0) as client:
-        job = client.run_on_sample(dataset, source, outputs)
-    result = job["sample_run"]
+        result = None if where == "server" else _run_here(client, dataset, source, outputs, where)
+        if result is None:
+            job = client.run_on_sample(dataset, source, outputs)
+            result = {"where": "server", "job": job["id"], **job["sample_run"]}
     if as_json:
-        console.print_json(json.dumps({"job": job["id"], **result}))
+        console.print_json(json.dumps(result))
     else:
         show(console, file, dataset, result)
     if result["outcome"] != "ok":

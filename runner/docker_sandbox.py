@@ -53,6 +53,10 @@ class DockerSandbox:
             else None
         )
 
+    @property
+    def image(self) -> str:
+        return self._image
+
     def _client(self) -> docker.DockerClient:
         client = getattr(self._local, "client", None)
         if client is None:

@@ -22,6 +22,7 @@ from privacy.budget import cap_units, delta_cap_units
 from runner.blocks import PartitionError, is_numeric_type, parquet_columns, partition_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+RUNNER_IMAGE_HEADER = "X-Unseen-Runner-Image"
 
 
 def _existing_file(raw: str, what: str) -> Path:
@@ -147,7 +148,11 @@ def describe(name: str, ctx: Context, user: CurrentUser) -> AnyDatasetOut:
 
 @router.get("/{name}/sample", response_class=FileResponse)
 def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
-    """The organizer's public sample, as Parquet: where contestants develop and debug."""
+    """The organizer's public sample, as Parquet: where contestants develop and debug.
+
+    ``X-Unseen-Runner-Image`` names the image the sandboxes use, so the CLI can run code on
+    the sample locally in the same image when the contestant has it (``unseen run --sample``).
+    """
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, name, user)
         crud.require_sample_access(session, user)
@@ -156,4 +161,5 @@ def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
         dataset.sample_path,
         media_type="application/vnd.apache.parquet",
         filename=f"{name}-sample.parquet",
+        headers={RUNNER_IMAGE_HEADER: ctx.runner_image},
     )

@@ -11,12 +11,12 @@ from sqlalchemy import Select, select
 
 from api import crud
 from api.auth import Contestant, CurrentUser
-from api.context import Context
+from api.context import AppContext, Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team, User, new_id
 from api.routes.queries import checked_plan
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
-from api.views import job_view
+from api.views import job_view, model_response
 from privacy.outputs import (
     Combine,
     OutputSpec,
@@ -42,6 +42,18 @@ def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
     return specs
 
 
+def _check_code(code: str, ctx: AppContext) -> None:
+    """422 ``bad_code`` with every violation of the pre-flight policy, each with its line."""
+    violations = check_code(code, ctx.settings.max_code_bytes)
+    if violations:
+        raise ApiError(
+            422,
+            "bad_code",
+            "; ".join(str(v) for v in violations),
+            problems=[{"line": v.line, "message": v.message} for v in violations],
+        )
+
+
 @router.post("/estimate")
 def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut]:
     """Noise scale and 95 % error bound of an aggregate job's outputs or of a plan's noisy
@@ -58,6 +70,8 @@ def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut
         ]  # fmt: skip
     if body.delta:
         raise ApiError(422, "bad_plan", "delta applies to query plans only; drop it")
+    if body.code is not None:
+        _check_code(body.code, ctx)
     specs = _specs(body.outputs)
     plans = plan_noise(specs, Combine(body.combine), dataset.blocks, body.epsilon)
     return [NoiseOut(**vars(plan)) for plan in plans]
@@ -66,14 +80,7 @@ def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut
 @router.post("/jobs", status_code=202)
 def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> JobOut:
     """Queue a full-data job (202), or run on the public sample at once (200, no budget)."""
-    violations = check_code(body.code, ctx.settings.max_code_bytes)
-    if violations:
-        raise ApiError(
-            422,
-            "bad_code",
-            "; ".join(str(v) for v in violations),
-            problems=[{"line": v.line, "message": v.message} for v in violations],
-        )
+    _check_code(body.code, ctx)
     specs = _specs(body.outputs)
     image_problem = ctx.image_ready()
     if image_problem:
@@ -150,8 +157,14 @@ def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list
         return [job_view(*row, organizer=organizer) for row in session.execute(query.limit(500))]
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: str, ctx: Context, user: CurrentUser) -> AnyJobOut:
+@router.get("/jobs/{job_id}", response_model=AnyJobOut)
+def get_job(job_id: str, ctx: Context, user: CurrentUser) -> Response:
+    """One job: what status polls read (sent without FastAPI's re-validation: the hot path)."""
+    return model_response(read_job(job_id, ctx, user))
+
+
+def read_job(job_id: str, ctx: AppContext, user: User) -> JobOut:
+    """The job as this user may see it, or 404 (the web pages read it too)."""
     with ctx.db.read() as session:
         row = session.execute(_visible_jobs(user).where(Job.id == job_id)).first()
     if row is None:  # another team's job looks exactly like a missing one
