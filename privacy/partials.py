@@ -66,6 +66,55 @@ class Partials:
             union(self.units, other.units),
         )
 
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-able form, for a data node to send its blocks' partials to the reducer. Floats
+        survive JSON exactly (shortest round-trip repr)."""
+        return {
+            "counts": self.counts.tolist(),
+            "sums": {quantity: total.tolist() for quantity, total in self.sums.items()},
+            "histograms": {name: bins.tolist() for name, bins in self.histograms.items()},
+            "keys": None if self.keys is None else [list(key) for key in self.keys],
+            "units": None if self.units is None else self.units.tolist(),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Any, plan: QueryPlan) -> Partials:
+        """Partials sent by a data node, checked against the plan before the reducer adds them:
+        the right quantities, one entry per cell (or per key), counts whole and >= 0, sums
+        finite. Raises ValueError naming what is wrong."""
+        if not isinstance(wire, dict):
+            raise ValueError("block partials must be a JSON object")
+        counts = np.asarray(wire.get("counts"), dtype=np.int64)
+        keys = wire.get("keys")
+        cells = len(plan.cells) if plan.public else len(keys) if isinstance(keys, list) else -1
+        if plan.public != (keys is None) or counts.shape != (cells,) or (counts < 0).any():
+            raise ValueError("block partials do not match the plan's cells")
+        expected = {f"sum:{a.column}" for a in plan.summed_columns} | {
+            f"sumsq:{a.column}" for a in plan.squared_columns
+        }
+        sums = {q: np.asarray(v, dtype=float) for q, v in dict(wire.get("sums") or {}).items()}
+        if set(sums) != expected or any(
+            v.shape != (cells,) or not np.isfinite(v).all() for v in sums.values()
+        ):
+            raise ValueError("block partials carry other sums than the plan's")
+        bins = {f"hist:{a.column}": a.bins for a in plan.histogram_columns}
+        histograms = {
+            n: np.asarray(v, dtype=np.int64) for n, v in dict(wire.get("histograms") or {}).items()
+        }
+        if set(histograms) != set(bins) or any(
+            h.shape != (cells, bins[n]) or (h < 0).any() for n, h in histograms.items()
+        ):
+            raise ValueError("block partials carry other histograms than the plan's")
+        if keys is None:
+            return cls(counts, sums, histograms)
+        units = np.asarray(wire.get("units"), dtype=np.int64)
+        if units.shape != (cells,) or (units < 0).any() or (units > counts).any():
+            raise ValueError("block partials' unit counts do not match their keys")
+        width = len(plan.group_by)
+        if any(not isinstance(key, list) or len(key) != width for key in keys):
+            raise ValueError("block partials' keys do not match the plan's group_by")
+        return cls(counts, sums, histograms, tuple(tuple(key) for key in keys), units)
+
     def cell(self, index: int) -> dict[str, float]:
         values = {COUNT: float(self.counts[index])}
         values.update({quantity: float(total[index]) for quantity, total in self.sums.items()})
@@ -104,9 +153,11 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
             keep[:] = False
     codes, domains = [], []
     for key in plan.group_by:
-        values = pd.Series(evaluate(key.expression, frame), index=frame.index)
+        values = evaluate(key.expression, frame)
+        if not isinstance(values, pd.Series):  # a literal key: one value for every row
+            values = pd.Series(values, index=frame.index)
         if key.domain is not None:
-            code, domain = _domain_index(key.domain).get_indexer(values), key.domain
+            code, domain = _domain_lookup(key.domain).codes(values.to_numpy()), key.domain
         else:  # a missing key is no key: its rows are in no group
             code, uniques = pd.factorize(values, use_na_sentinel=True)
             domain = tuple(_plain(value) for value in uniques)
@@ -131,8 +182,8 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
             [domain[i] for i in part] for domain, part in zip(domains, parts, strict=True)
         ), strict=True))  # fmt: skip
     units = frame[unit_column].to_numpy()[rows]
-    kept = _bounded(units, cell, cells, plan.max_groups_per_unit, plan.max_rows_per_unit)
-    rows, cell, units = rows[kept], cell[kept], units[kept]
+    kept, opens = _bounded(units, cell, cells, plan.max_groups_per_unit, plan.max_rows_per_unit)
+    rows, cell, opens = rows[kept], cell[kept], opens[kept]
     counts = np.bincount(cell, minlength=cells).astype(np.int64)
     sums = {}
     for aggregate, power in [(a, 1) for a in plan.summed_columns] + [
@@ -154,16 +205,49 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
         ).reshape(cells, aggregate.bins)
     if keys is None:
         return Partials(counts, sums, histograms)
-    unit_code, _ = pd.factorize(units)
-    pairs = np.unique(unit_code.astype(np.int64) * max(cells, 1) + cell)
-    distinct = np.bincount(pairs % max(cells, 1), minlength=cells).astype(np.int64)
+    # a kept pair keeps its opening row (R >= 1): counting those counts distinct units per key
+    distinct = np.bincount(cell[opens], minlength=cells).astype(np.int64)
     return Partials(counts, sums, histograms, keys, distinct)
 
 
+#: Widest span of integer keys looked up through a dense table (8 bytes a slot: 32 MB at most).
+MAX_DENSE_SPAN = 4_000_000
+
+
+@dataclass(frozen=True)
+class _DomainLookup:
+    """Position of each value in a public key set, or -1 for a value outside it.
+
+    Integer key sets (stations, lines, hours) get a dense table over their span, so a block's
+    codes are one subtraction and one gather instead of a hash lookup per row; anything else
+    goes through a pandas index (equal results, tested).
+    """
+
+    index: pd.Index
+    low: int = 0
+    table: np.ndarray | None = None
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        if self.table is None or values.dtype.kind not in "iu":
+            return self.index.get_indexer(values)
+        offsets = values.astype(np.int64, copy=False) - self.low
+        inside = (offsets >= 0) & (offsets < len(self.table))
+        return np.where(inside, self.table[np.where(inside, offsets, 0)], -1)
+
+
 @functools.lru_cache(maxsize=64)
-def _domain_index(domain: tuple[Any, ...]) -> pd.Index:
-    """One lookup index per public key set, reused by every block (building it is not free)."""
-    return pd.Index(domain)
+def _domain_lookup(domain: tuple[Any, ...]) -> _DomainLookup:
+    """One lookup per public key set, reused by every block (building it is not free)."""
+    index = pd.Index(domain)
+    integers = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in domain)
+    if not domain or not integers or not index.is_unique:
+        return _DomainLookup(index)
+    low, high = int(min(domain)), int(max(domain))
+    if high - low >= MAX_DENSE_SPAN:
+        return _DomainLookup(index)
+    table = np.full(high - low + 1, -1, dtype=np.int64)
+    table[np.asarray(domain, dtype=np.int64) - low] = np.arange(len(domain))
+    return _DomainLookup(index, low, table)
 
 
 def _plain(value: Any) -> Any:
@@ -173,29 +257,59 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _rank_in_runs(keys: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """For items sorted by ``order`` (grouping equal ``keys`` together, stably): each item's
-    position within its run of equal keys."""
-    ordered = keys[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    lengths = np.diff(np.r_[starts, len(ordered)])
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(starts, lengths)
-    return rank
+def _bounded(
+    units: np.ndarray, cell: np.ndarray, cells: int, groups: int, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows kept — each unit's first ``groups`` cells, its first ``rows`` in each, "first" in
+    row order — and which kept rows open their (unit, cell) pair (what partition selection
+    counts: a unit's distinct cells).
 
-
-def _bounded(units: np.ndarray, cell: np.ndarray, cells: int, groups: int, rows: int) -> np.ndarray:
-    """Mask of the rows kept: each unit's first ``groups`` cells, its first ``rows`` in each."""
+    Blocks store each unit's rows together (sorted by unit), so the common case needs one
+    hash pass and one nearly-sorted stable sort; a frame whose units are scattered is first
+    grouped by a stable sort, which keeps each unit's rows in their order.
+    """
     if len(units) == 0:
-        return np.zeros(0, dtype=bool)
-    unit_code, _ = pd.factorize(units)
-    pair = unit_code.astype(np.int64) * cells + cell
-    pairs, first_row, pair_of_row = np.unique(pair, return_index=True, return_inverse=True)
-    pair_unit = pairs // cells
-    by_unit_then_first = np.lexsort((first_row, pair_unit))
-    pair_allowed = _rank_in_runs(pair_unit, by_unit_then_first) < groups
-    row_rank = _rank_in_runs(pair_of_row, np.argsort(pair_of_row, kind="stable"))
-    return pair_allowed[pair_of_row] & (row_rank < rows)
+        empty = np.zeros(0, dtype=bool)
+        return empty, empty
+    if units.dtype.kind in "iu" and np.all(units[1:] >= units[:-1]):  # as blocks are stored
+        unit_code = np.cumsum(np.r_[0, units[1:] != units[:-1]])
+        return _bounded_runs(unit_code, cell, cells, groups, rows)
+    unit_code, _ = pd.factorize(units)  # numbered by first appearance
+    if np.all(unit_code[1:] >= unit_code[:-1]):  # every unit's rows are contiguous
+        return _bounded_runs(unit_code, cell, cells, groups, rows)
+    together = np.argsort(unit_code, kind="stable")
+    kept, opens = _bounded_runs(unit_code[together], cell[together], cells, groups, rows)
+    kept_rows, opens_rows = np.empty_like(kept), np.empty_like(opens)
+    kept_rows[together], opens_rows[together] = kept, opens
+    return kept_rows, opens_rows
+
+
+def _bounded_runs(
+    unit_code: np.ndarray, cell: np.ndarray, cells: int, groups: int, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_bounded`` for non-decreasing unit codes (each unit's rows contiguous, in order).
+
+    One stable sort by (unit, cell) ranks each row within its pair; a pair's rank among its
+    unit's cells is the number of pairs the unit opened before it, a running count in row
+    order restarted at each unit.
+    """
+    n = len(unit_code)
+    pair = unit_code.astype(np.int64) * max(cells, 1) + cell
+    order = np.argsort(pair, kind="stable")  # already sorted by unit: only cells move
+    ordered = pair[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    row_rank = np.empty(n, dtype=np.int64)
+    row_rank[order] = np.arange(n) - np.repeat(starts, lengths)
+    pair_opener = np.empty(n, dtype=np.int64)
+    pair_opener[order] = np.repeat(order[starts], lengths)
+    opens = row_rank == 0
+    opened = np.cumsum(opens)  # pairs opened up to and including each row
+    unit_start = np.r_[True, unit_code[1:] != unit_code[:-1]]
+    before_unit = np.maximum.accumulate(np.where(unit_start, opened - opens, 0))
+    group_rank = opened - before_unit - 1  # meaningful on opening rows
+    kept = (group_rank[pair_opener] < groups) & (row_rank < rows)
+    return kept, opens
 
 
 def combine_partials(partials: Iterable[Partials]) -> Partials:

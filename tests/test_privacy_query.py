@@ -9,8 +9,10 @@ release whose bounding is broken on purpose: it must catch that.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +26,12 @@ from privacy.mechanisms import (
     laplace_release_many,
     selection_threshold,
 )
+from privacy.partials import _bounded, _domain_lookup
 from privacy.query import (
     DatasetPolicy,
     Partials,
     PlanError,
+    QueryPlan,
     block_partials,
     combine_partials,
     parse_plan,
@@ -186,6 +190,57 @@ def test_bounding_keeps_first_groups_and_rows_of_each_unit() -> None:
     # card 7: hours 8 and 9 kept (its first two groups), at most 2 rows each; hour 10 dropped.
     counts = {cell[0]: n for cell, n in zip(plan.cells, partials.counts, strict=True) if n}
     assert counts == {8: 3, 9: 1}
+
+
+def bounded_by_hand(units: list, cells: list, groups: int, rows: int) -> tuple[list, list]:
+    """The bounding rule read literally, one row at a time: a unit's cells in the order it
+    first shows them, the first ``groups`` allowed; the first ``rows`` of each allowed pair."""
+    opened: dict = {}  # unit -> its cells in first-seen order
+    seen: dict = {}  # (unit, cell) -> rows so far
+    kept, opens = [], []
+    for unit, cell in zip(units, cells, strict=True):
+        order = opened.setdefault(unit, [])
+        if cell not in order:
+            order.append(cell)
+        rank = seen.get((unit, cell), 0)
+        seen[(unit, cell)] = rank + 1
+        kept.append(order.index(cell) < groups and rank < rows)
+        opens.append(rank == 0)
+    return kept, opens
+
+
+@pytest.mark.parametrize(
+    ("domain", "values"),
+    [
+        ((3, 5, 4, 10), np.array([3, 4, 5, 6, 10, 11, 2, -1, 2**40], dtype=np.int64)),
+        ((0, 1, 2), np.array([0, 1, 2, 3], dtype=np.uint8)),
+        ((-2, 7), np.array([-2, 7, 0], dtype=np.int16)),
+        ((1, 2), np.array([1.0, 2.0, 1.5, np.nan])),  # floats: through the index
+        (("a", "b"), np.array(["b", "c", "a"], dtype=object)),
+        ((0, 10**9), np.array([0, 10**9, 5], dtype=np.int64)),  # too wide for a table
+    ],
+)
+def test_key_set_lookup_equals_a_pandas_index(domain: tuple, values: np.ndarray) -> None:
+    expected = pd.Index(domain).get_indexer(values)
+    np.testing.assert_array_equal(_domain_lookup(domain).codes(values), expected)
+
+
+@pytest.mark.parametrize("scattered", [False, True])
+@pytest.mark.parametrize(("groups", "rows"), [(1, 1), (2, 3), (3, 1), (6, 10)])
+def test_bounding_matches_the_rule_read_row_by_row(scattered: bool, groups: int, rows: int) -> None:
+    """The vectorised bounding equals the literal rule on random data, whether each unit's
+    rows are stored together (as blocks store them) or scattered through the frame."""
+    rng = np.random.default_rng(groups * 10 + rows + scattered)
+    for _ in range(20):
+        sizes = rng.zipf(1.5, size=int(rng.integers(1, 60))) % 30 + 1
+        units = np.repeat(rng.permutation(len(sizes)) * 7 - 50, sizes)
+        if scattered:
+            units = rng.permutation(units)
+        cells = rng.integers(0, int(rng.integers(1, 9)), size=len(units))
+        kept, opens = _bounded(units, cells, 9, groups, rows)
+        expected_kept, expected_opens = bounded_by_hand(list(units), list(cells), groups, rows)
+        assert kept.tolist() == expected_kept
+        assert opens.tolist() == expected_opens
 
 
 @pytest.mark.parametrize(("groups", "rows"), [(1, 1), (2, 3), (5, 10)])
@@ -621,3 +676,65 @@ def test_audit_partition_selection_end_to_end_on_neighbouring_datasets() -> None
         samples.append(np.array(draws))
     assert (samples[0] == -1).any() and (samples[0] >= 0).any()  # the threshold is in play
     assert violation(samples[0], samples[1], 1.0) is None
+
+
+# --- partials on the wire (a data node's answer) -----------------------------------------------
+
+
+def wire_plan(public: bool) -> QueryPlan:
+    """A plan with every kind of partial; grouped by station, a public key set or not."""
+    return parse_plan(
+        {"group_by": ["station"],
+         "aggregates": [{"name": "n", "op": "count"},
+                        {"name": "m", "op": "mean", "column": "fare", "lo": 0, "hi": 10},
+                        {"name": "p", "op": "quantile", "column": "fare", "lo": 0, "hi": 10,
+                         "q": 0.5, "bins": 4}],
+         "max_rows_per_unit": 3, "max_groups_per_unit": 2},
+        POLICY if public else PRIVATE_STATIONS,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_partials_cross_the_wire_unchanged(public: bool) -> None:
+    plan = wire_plan(public)
+    partials = block_partials(plan, random_trips(30, seed=11), "card")
+    wire = json.loads(json.dumps(partials.to_wire()))  # what the broker carries
+    back = Partials.from_wire(wire, plan)
+    assert back.to_wire() == partials.to_wire()
+    assert back.keys == partials.keys
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda w: w.update(counts=w["counts"][:-1]), "cells"),
+        (lambda w: w.update(counts=[-1, *w["counts"][1:]]), "cells"),
+        (lambda w: w.update(keys=[["x"]]), "cells"),
+        (lambda w: w["sums"].pop("sumsq:fare", None) or w["sums"].update(extra=[0.0] * 3), "sums"),
+        (lambda w: w["sums"].update({"sum:fare": [float("nan")] * len(w["counts"])}), "sums"),
+        (
+            lambda w: w["histograms"].update({"hist:fare": [[0, 0, 0]] * len(w["counts"])}),
+            "histograms",
+        ),
+        (
+            lambda w: w["histograms"].update({"hist:fare": [[-1, 0, 0, 0]] * len(w["counts"])}),
+            "histograms",
+        ),
+    ],
+)
+def test_malformed_partials_from_a_node_are_refused(change: Any, says: str) -> None:
+    plan = wire_plan(public=True)
+    wire = block_partials(plan, random_trips(30, seed=12), "card").to_wire()
+    change(wire)
+    with pytest.raises(ValueError, match=says):
+        Partials.from_wire(wire, plan)
+
+
+def test_private_key_partials_with_impossible_unit_counts_are_refused() -> None:
+    plan = wire_plan(public=False)
+    wire = block_partials(plan, random_trips(30, seed=13), "card").to_wire()
+    wire["units"] = [count + 1 for count in wire["counts"]]  # more units than rows
+    with pytest.raises(ValueError, match="unit counts"):
+        Partials.from_wire(wire, plan)
+    with pytest.raises(ValueError, match="JSON object"):
+        Partials.from_wire("nope", plan)
