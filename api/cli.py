@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,10 +24,20 @@ def run(
     data_dir: Annotated[
         Path | None, typer.Option(help="State directory (default $UNSEEN_DATA_DIR or var/server).")
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            envvar="UNSEEN_API_PROCESSES",
+            help="API processes sharing the port (one of them also runs the jobs): one per "
+            "core for the most requests per second.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API with an embedded worker.
 
-    Example: unseen server run --port 8000 --data-dir var/server
+    Example: unseen server run --port 8000 --data-dir var/server --processes 2
     """
     import uvicorn
 
@@ -43,7 +54,19 @@ def run(
         f"{settings.data_dir / 'bootstrap-token'} (or $UNSEEN_BOOTSTRAP_TOKEN)",
         err=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        return
+    # Each process builds its own app from the environment: pass the data dir on that way.
+    os.environ["UNSEEN_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        workers=processes,
+        host=host,
+        port=port,
+        log_level="warning",
+    )
 
 
 @app.command()

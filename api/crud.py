@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import audit_log
-from api.auth import hash_token, new_token
+from api.auth import forget_tokens, hash_token, new_token
 from api.contest import RoundDates, TeamStanding, full_data_problems, sample_problems
 from api.errors import ApiError, not_found
 from api.models import ApiToken, Budget, Contest, Dataset, Job, Licence, Round, Team, User
@@ -63,6 +63,7 @@ def revoke_token(session: Session, user: User, token_id: str) -> None:
     if token.revoked_at is None:
         token.revoked_at = datetime.now(UTC)
         audit(session, user, "token.revoked", token=token.id)
+    forget_tokens()
 
 
 def issue_token(session: Session, user: User, label: str) -> str:

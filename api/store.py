@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy import select
+
 from api import crud
 from api.db import Database
 from api.models import Dataset, Job
@@ -23,6 +25,14 @@ class SqlJobStore:
         self._db = db
         self._jobs_dir = jobs_dir
 
+    def queued(self, limit: int = 100) -> list[str]:
+        """Ids of queued jobs, oldest first: the worker's poll, for jobs other processes took."""
+        with self._db.read() as session:
+            return list(session.scalars(
+                select(Job.id).where(Job.state == JobState.QUEUED.value)
+                .order_by(Job.created_at).limit(limit)
+            ))  # fmt: skip
+
     def claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         with self._db.transaction() as session:
             if not crud.transition(
@@ -39,7 +49,10 @@ class SqlJobStore:
         if job.mode == "query":
             assert job.plan is not None
             plan = parse_plan(job.plan, policy)  # validated at submission; same policy now
-            return ClaimedQuery(job_id, layout, plan, policy.unit_column, job.epsilon, job.delta)
+            return ClaimedQuery(
+                job_id, layout, plan, policy.unit_column, job.epsilon, job.delta,
+                raw_plan=job.plan, policy=policy, node=dataset.node,
+            )  # fmt: skip
         outputs = [make_output_spec(**spec) for spec in job.outputs]
         return ClaimedJob(
             job_id,

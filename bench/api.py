@@ -5,17 +5,18 @@ no auth, no database) and GET /v1/me (auth alone), in one run.
     .venv/bin/python -m bench.api                          # 10 s per endpoint, 16 connections
     .venv/bin/python -m bench.api --seconds 3 --connections 32
 
-Setup (10-20 s here): small test data in var/bench/api (reused), a server (``api.cli run``,
-one uvicorn process) with a fresh data dir in var/bench/api/server, an organizer, a contest and
-an admitted team; transport_cards in --blocks blocks; one query job (count by line) and one
-aggregate job (examples/mean_fare_by_period.py) run to review. The status poll reads the
-aggregate job while it awaits review; then both are released and the query job is read with
-its result.
+Setup (10-20 s here): small test data in var/bench/api (reused), a server (``api.cli run``
+with --processes API processes, default 2: one per core) with a fresh data dir in
+var/bench/api/server, an organizer, a contest and an admitted team; transport_cards in
+--blocks blocks; one query job (count by line) and one aggregate job
+(examples/mean_fare_by_period.py) run to review. The status poll reads the aggregate job while
+it awaits review; then both are released and the query job is read with its result.
 
 Two load generators, each a closed loop over --connections keep-alive connections for
 --seconds per endpoint: wrk (Debian's ``wrk`` package; skipped with a message when absent) and
 a small asyncio HTTP/1.1 client in this process that times every request. Server CPU comes
-from /proc, so "CPU ms/req" less the baseline's is the server's cost of auth + database + JSON.
+from /proc (all its processes), so "CPU ms/req" less the baseline's is the server's cost of
+auth + database + JSON.
 
 Target of the API issue: >= 1,000 req/s and p99 <= 50 ms per endpoint on this machine.
 """
@@ -100,18 +101,33 @@ def generate_data() -> SodaData:
     return SodaData(WORK / "full", WORK / "sample")
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's API processes, with --processes > 1)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += _tree(int(child))
+    return found
+
+
 def server_cpu(server: ServerProcess) -> float:
-    """User + system CPU seconds of the server process (all its threads) so far."""
+    """User + system CPU seconds of the server's processes (all their threads) so far."""
     process = server._process  # the launcher keeps its Popen private; read-only use here
     assert process is not None
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _tree(process.pid):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def server_threads(server: ServerProcess) -> int:
     assert server._process is not None
-    status = Path(f"/proc/{server._process.pid}/status").read_text()
-    return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+    threads = 0
+    for pid in _tree(server._process.pid):
+        status = Path(f"/proc/{pid}/status").read_text()
+        threads += int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+    return threads
 
 
 def setup(server: ServerProcess, blocks: int) -> tuple[UnseenClient, UnseenClient, str, str]:
@@ -273,6 +289,9 @@ def main() -> None:
         "--warmup", type=float, default=1.0, help="seconds per endpoint, unrecorded"
     )
     parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="API processes (unseen server run --processes)"
+    )
     args = parser.parse_args()
 
     wrk = shutil.which("wrk")
@@ -285,14 +304,15 @@ def main() -> None:
     LOG.unlink(missing_ok=True)
     # Its own node label: a server reaps its node's sandbox containers when it starts, and the
     # default node ("local") may be another server's on this machine (the test suite's).
-    env = {"UNSEEN_SLOTS": "2", "UNSEEN_NODE": "bench-api"}
+    env = {"UNSEEN_SLOTS": "2", "UNSEEN_NODE": "bench-api",
+           "UNSEEN_API_PROCESSES": str(args.processes)}  # fmt: skip
     server = ServerProcess(data_dir, secrets.token_urlsafe(16), env=env, log_path=LOG)
     with server:
         started = time.perf_counter()
         organizer, contestant, query, aggregate = setup(server, args.blocks)
         print(f"setup: {args.blocks} blocks, query job {query} and aggregate job {aggregate} "
               f"awaiting review in {time.perf_counter() - started:.0f} s; server {server.url}, "
-              f"{server_threads(server)} threads")  # fmt: skip
+              f"{args.processes} API process(es), {server_threads(server)} threads")  # fmt: skip
         token = contestant.token or ""
         endpoints = [
             Endpoint("GET /healthz (baseline)", "/healthz", None),

@@ -4,6 +4,11 @@ The one-machine default needs no broker: submissions put a job id on an in-memor
 this thread runs it through :func:`runner.tasks.execute_job` — the same task code Celery runs.
 The database stays the source of truth, so a restart loses nothing: queued jobs are picked up
 again and jobs caught mid-run are failed with their budget returned.
+
+When the API runs in several processes, only one of them runs this worker; jobs submitted to
+the others reach it through ``queued``, which the worker polls (every ``poll_seconds``) for
+queued jobs it has not seen. Claiming a job is atomic in the store, so a job seen twice still
+runs once.
 """
 
 from __future__ import annotations
@@ -11,34 +16,83 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from runner.pipeline import BlockRunner
+from runner.query import PartialsSource, local_partials
 from runner.tasks import JobStore, execute_job
 
 log = logging.getLogger(__name__)
 _STOP = object()
 
 
+class JobSubmitter(Protocol):
+    def submit(self, job_id: str) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+class PolledElsewhere:
+    """What an API process without the worker uses: the worker's poll finds its jobs."""
+
+    def submit(self, job_id: str) -> None:
+        pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pass
+
+
 class EmbeddedWorker:
-    def __init__(self, store: JobStore, run_block: BlockRunner, slots: int) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        run_block: BlockRunner,
+        slots: int,
+        queued: Callable[[], list[str]] | None = None,
+        poll_seconds: float = 0.25,
+        query_source: PartialsSource = local_partials,
+    ) -> None:
+        self._query_source = query_source
         self._store = store
         self._run_block = run_block
         self._slots = slots
+        self._queued = queued
+        self._poll_seconds = poll_seconds
         self._queue: queue.Queue[object] = queue.Queue()
+        self._seen: set[str] = set()  # on the queue or running
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="unseen-worker", daemon=True)
+        self._poller = threading.Thread(target=self._poll, name="unseen-poller", daemon=True)
 
     def start(self, pending: Iterable[str] = ()) -> None:
         for job_id in pending:
-            self._queue.put(job_id)
+            self.submit(job_id)
         self._thread.start()
+        if self._queued is not None:
+            self._poller.start()
 
     def submit(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._seen:
+                return
+            self._seen.add(job_id)
         self._queue.put(job_id)
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def _poll(self) -> None:
+        assert self._queued is not None
+        while not self._stopping.wait(self._poll_seconds):
+            try:
+                for job_id in self._queued():
+                    self.submit(job_id)
+            except Exception:  # the database may be briefly away: try again next time
+                log.exception("worker: polling for queued jobs failed")
 
     def _loop(self) -> None:
         while True:
@@ -46,6 +100,12 @@ class EmbeddedWorker:
             if item is _STOP:
                 return
             try:
-                execute_job(str(item), self._store, self._run_block, self._slots)
+                execute_job(
+                    str(item), self._store, self._run_block, self._slots,
+                    query_source=self._query_source,
+                )  # fmt: skip
             except Exception:  # keep the worker alive; execute_job already recorded the failure
                 log.exception("worker: job %s crashed", item)
+            finally:
+                with self._lock:
+                    self._seen.discard(str(item))

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from api import crud
 from api.auth import CurrentUser, Organizer
-from api.context import Context
-from api.models import Budget, Dataset, Team
+from api.context import AppContext, Context
+from api.models import Budget, Dataset, Team, User
 from api.schemas import BudgetCapIn, BudgetOut
-from api.views import budget_view
+from api.views import budget_view, model_response
 from privacy.budget import cap_units, delta_cap_units
 
 router = APIRouter(prefix="/v1", tags=["budget"])
 
 
-@router.get("/budget")
-def budgets(ctx: Context, user: CurrentUser) -> list[BudgetOut]:
+@router.get("/budget", response_model=list[BudgetOut])
+def get_budgets(ctx: Context, user: CurrentUser) -> Response:
+    """Budgets of the caller's team (organizers: every team), sent as built: a hot path."""
+    return model_response(budgets(ctx, user))
+
+
+def budgets(ctx: AppContext, user: User) -> list[BudgetOut]:
     query = (
         select(Budget, Team.name, Dataset.name)
         .join(Team, Budget.team_id == Team.id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from api import crud
-from api.auth import CurrentUser
+from api.auth import CurrentUser, forget_tokens
 from api.context import Context
 from api.errors import ApiError
 from api.models import ApiToken, User
@@ -76,9 +76,11 @@ def list_tokens(
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, ctx: Context, user: CurrentUser) -> None:
-    """Revoke one token at once: its next request gets 401. Revoking twice is harmless."""
+    """Revoke one token at once: its next request gets 401 (from another of the server's API
+    processes, within ``TOKEN_CACHE_SECONDS``). Revoking twice is harmless."""
     with ctx.db.transaction() as session:
         crud.revoke_token(session, user, token_id)
+    forget_tokens()  # again, now committed: no request can have cached it live meanwhile
 
 
 def _owner(ctx: Context, user: User, of: str | None) -> User:

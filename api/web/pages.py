@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from api import crud
-from api.auth import user_for_token
+from api.auth import forget_tokens, user_for_token
 from api.errors import ApiError
 from api.models import User
 from api.passwords import verify_password
@@ -121,6 +121,7 @@ def logout(request: Request, csrf: Csrf) -> Response:
         token_id = request.state.token_id
         with ctx.db.transaction() as session:
             crud.revoke_token(session, user, token_id)
+        forget_tokens()  # again, now committed
         return "logged out"
 
     try:
@@ -149,7 +150,7 @@ def review_page(request: Request) -> Response:
 def job_page(request: Request, job_id: str) -> Response:
     user = _organizer(request)
     try:
-        job = jobs.get_job(job_id, request.app.state.context, user)
+        job = jobs.read_job(job_id, request.app.state.context, user)
     except ApiError as exc:
         return _page(request, "error.html", user, message=exc.message)
     values = [v.model_dump() for v in (getattr(job, "pending_values", None) or [])]
