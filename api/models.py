@@ -85,7 +85,7 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # organizer | contestant
+    role: Mapped[str] = mapped_column(String(16))  # organizer | contestant | node
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), default=None)
     password_hash: Mapped[str | None] = mapped_column(Text, default=None)  # api.passwords
     identity_verified: Mapped[bool] = mapped_column(default=False)  # by an organizer

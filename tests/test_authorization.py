@@ -1,5 +1,6 @@
 """The whole authorization matrix: every route of the API, for every role — anonymous, a
-contestant of the team that owns the resource, a contestant of another team, an organizer —
+contestant of the team that owns the resource, a contestant of another team, an organizer, a
+data node's worker credential —
 with the answer each must get. A route missing from the matrix fails the test, so a new route
 cannot ship without its row. Runs on SQLite and on PostgreSQL."""
 
@@ -24,7 +25,7 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.docker
-ROLES = ("anonymous", "other", "own", "organizer")  # the order requests are made in
+ROLES = ("anonymous", "other", "own", "organizer", "node")  # the order requests are made in
 PASSWORD = "matrix-row and column"
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
 OUTPUTS = [{"name": "n", "lo": 0, "hi": 100000}]
@@ -74,7 +75,7 @@ Make = Callable[[World, str], Request]
 class Row:
     method: str
     path: str
-    expect: tuple[int, int, int, int]  # anonymous, other, own, organizer
+    expect: tuple[int, int, int, int, int]  # anonymous, other, own, organizer, data node
     make: Make = lambda _w, _r: {}
 
 
@@ -88,69 +89,73 @@ def _registration(w: World, _role: str) -> Request:
 
 
 MATRIX = [
-    Row("POST", "/v1/organizers", (401, 403, 403, 403), lambda w, _: {"json": {"name": "eve"}}),
-    Row("GET", "/v1/me", (401, 200, 200, 200)),
-    Row("GET", "/v1/teams", (401, 403, 403, 200)),
-    Row("POST", "/v1/teams", (401, 403, 403, 201),
+    Row("POST", "/v1/organizers", (401, 403, 403, 403, 403),
+        lambda w, _: {"json": {"name": "eve"}}),
+    Row("GET", "/v1/me", (401, 200, 200, 200, 200)),
+    Row("GET", "/v1/teams", (401, 403, 403, 200, 403)),
+    Row("POST", "/v1/teams", (401, 403, 403, 201, 403),
         lambda w, _: {"json": {"name": w.unique("team"), "contest": "soda-test"}}),
-    Row("POST", "/v1/teams/{team}/members", (401, 403, 403, 201),
+    Row("POST", "/v1/teams/{team}/members", (401, 403, 403, 201, 403),
         lambda w, _: {"path": {"team": "team-scratch"}, "json": {"name": w.unique("user")}}),
-    Row("POST", "/v1/login", (401, 401, 401, 401),
+    Row("POST", "/v1/login", (401, 401, 401, 401, 401),
         lambda w, _: {"json": {"name": w.own_user, "password": "wrong password!"}}),
-    Row("PUT", "/v1/me/password", (401, 204, 204, 204),
+    Row("PUT", "/v1/me/password", (401, 204, 204, 204, 403),
         lambda w, _: {"json": {"password": PASSWORD}}),
-    Row("GET", "/v1/tokens", (401, 403, 200, 200),
+    Row("GET", "/v1/tokens", (401, 403, 200, 200, 403),
         lambda w, _: {"params": {"of": w.own_user}}),
-    Row("DELETE", "/v1/tokens/{token_id}", (401, 404, 204, 204),
+    Row("DELETE", "/v1/tokens/{token_id}", (401, 404, 204, 204, 403),
         lambda w, _: {"path": {"token_id": w.spare_token()}}),
-    Row("GET", "/v1/contests", (401, 200, 200, 200)),
-    Row("POST", "/v1/contests", (401, 403, 403, 201),
+    Row("GET", "/v1/contests", (401, 200, 200, 200, 403)),
+    Row("POST", "/v1/contests", (401, 403, 403, 201, 403),
         lambda w, _: {"json": {"name": w.unique("contest")}}),
-    Row("PUT", "/v1/contests/{contest}/rounds/{number}", (401, 403, 403, 200),
+    Row("PUT", "/v1/contests/{contest}/rounds/{number}", (401, 403, 403, 200, 403),
         lambda w, _: {"path": {"number": "2"},
                       "json": {"opens_at": _later(-1), "closes_at": _later(30)}}),
-    Row("PUT", "/v1/teams/{team}/admission", (401, 403, 403, 200),
+    Row("PUT", "/v1/teams/{team}/admission", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"admitted": True}}),
-    Row("PUT", "/v1/users/{name}/identity", (401, 403, 403, 200),
+    Row("PUT", "/v1/users/{name}/identity", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"verified": True}}),
-    Row("GET", "/v1/teams/status", (401, 403, 403, 200)),
-    Row("GET", "/v1/results", (401, 200, 200, 200)),
-    Row("GET", "/v1/teams/{team}/licences", (401, 404, 200, 200)),
-    Row("POST", "/v1/teams/{team}/licences", (401, 404, 201, 201),
+    Row("GET", "/v1/teams/status", (401, 403, 403, 200, 403)),
+    Row("GET", "/v1/results", (401, 200, 200, 200, 403)),
+    Row("GET", "/v1/teams/{team}/licences", (401, 404, 200, 200, 403)),
+    Row("POST", "/v1/teams/{team}/licences", (401, 404, 201, 201, 403),
         lambda w, _: {"files": {"file": ("licence.pdf", LICENCE_PDF, "application/pdf")}}),
-    Row("GET", "/v1/licences/{licence_id}/file", (401, 404, 200, 200)),
-    Row("POST", "/v1/licences/{licence_id}/approve", (401, 403, 403, 200),
+    Row("GET", "/v1/licences/{licence_id}/file", (401, 404, 200, 200, 403)),
+    Row("POST", "/v1/licences/{licence_id}/approve", (401, 403, 403, 200, 403),
         lambda w, _: {"path": {"licence_id": w.licence("team-scratch")}}),
-    Row("POST", "/v1/licences/{licence_id}/reject", (401, 403, 403, 200),
+    Row("POST", "/v1/licences/{licence_id}/reject", (401, 403, 403, 200, 403),
         lambda w, _: {"path": {"licence_id": w.licence("team-scratch")},
                       "json": {"reason": "unsigned"}}),
-    Row("GET", "/v1/datasets", (401, 200, 200, 200)),
-    Row("POST", "/v1/datasets", (401, 403, 403, 201), _registration),
-    Row("GET", "/v1/datasets/{name}", (401, 200, 200, 200),
+    Row("GET", "/v1/datasets", (401, 200, 200, 200, 403)),
+    Row("POST", "/v1/datasets", (401, 403, 403, 201, 403), _registration),
+    Row("GET", "/v1/datasets/{name}", (401, 200, 200, 200, 403),
         lambda w, _: {"path": {"name": "cards_tiny"}}),
-    Row("GET", "/v1/datasets/{name}/sample", (401, 200, 200, 200),
+    Row("GET", "/v1/datasets/{name}/sample", (401, 200, 200, 200, 403),
         lambda w, _: {"path": {"name": "cards_tiny"}}),
-    Row("POST", "/v1/estimate", (401, 200, 200, 200),
+    Row("POST", "/v1/estimate", (401, 200, 200, 200, 403),
         lambda w, _: {"json": {"dataset": "cards_tiny", "plan": PLAN, "epsilon": 1.0}}),
-    Row("POST", "/v1/jobs", (401, 202, 202, 403),
+    Row("POST", "/v1/jobs", (401, 202, 202, 403, 403),
         lambda w, _: {"json": {"dataset": "cards_tiny", "code": QUICK, "outputs": OUTPUTS,
                                "epsilon": 0.1}}),
-    Row("GET", "/v1/jobs", (401, 200, 200, 200)),
-    Row("GET", "/v1/jobs/{job_id}", (401, 404, 200, 200)),
-    Row("POST", "/v1/queries", (401, 202, 202, 403),
+    Row("GET", "/v1/jobs", (401, 200, 200, 200, 403)),
+    Row("GET", "/v1/jobs/{job_id}", (401, 404, 200, 200, 403)),
+    Row("POST", "/v1/queries", (401, 202, 202, 403, 403),
         lambda w, _: {"json": {"dataset": "cards_tiny", "plan": PLAN, "epsilon": 0.1}}),
-    Row("GET", "/v1/review", (401, 403, 403, 200)),
-    Row("POST", "/v1/jobs/{job_id}/release", (401, 403, 403, 200),
+    Row("GET", "/v1/review", (401, 403, 403, 200, 403)),
+    Row("POST", "/v1/jobs/{job_id}/release", (401, 403, 403, 200, 403),
         lambda w, role: {"path": {"job_id": w.job_awaiting_review(query=True)}}
         if role == "organizer" else {}),
-    Row("POST", "/v1/jobs/{job_id}/reject", (401, 403, 403, 200),
+    Row("POST", "/v1/jobs/{job_id}/reject", (401, 403, 403, 200, 403),
         lambda w, role: {"path": {"job_id": w.job_awaiting_review()} if role == "organizer"
                          else {}, "json": {"reason": "too fine"}}),
-    Row("GET", "/v1/budget", (401, 200, 200, 200)),
-    Row("PUT", "/v1/teams/{team}/budgets/{dataset}", (401, 403, 403, 200),
+    Row("GET", "/v1/budget", (401, 200, 200, 200, 403)),
+    Row("PUT", "/v1/teams/{team}/budgets/{dataset}", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"epsilon": 50.0}}),
-    Row("GET", "/v1/audit", (401, 403, 403, 200)),
-    Row("GET", "/v1/audit/verify", (401, 403, 403, 200)),
+    Row("GET", "/v1/audit", (401, 403, 403, 200, 403)),
+    Row("GET", "/v1/audit/verify", (401, 403, 403, 200, 403)),
+    Row("POST", "/v1/nodes", (401, 403, 403, 201, 403),
+        lambda w, _: {"json": {"name": w.unique("node")}}),
+    Row("GET", "/v1/node/datasets", (401, 403, 403, 403, 200)),
 ]  # fmt: skip
 
 
@@ -171,8 +176,9 @@ def world(
             own.set_password(PASSWORD)
             d.organizer.set_budget_cap("team-own", "cards_tiny", 100.0)
             d.organizer.set_budget_cap("team-other", "cards_tiny", 100.0)
+            node = d.organizer.create_node(env["UNSEEN_NODE"])  # the node holding the data
             tokens = {"anonymous": None, "other": other.token, "own": own.token,
-                      "organizer": d.organizer.token}  # fmt: skip
+                      "organizer": d.organizer.token, "node": node["token"]}  # fmt: skip
             yield World(d.server.url, soda, tokens, d.organizer, own, "ana")
         finally:
             d.server.stop()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api import crud
-from api.auth import CurrentUser, Organizer, bootstrap_allowed
+from api.auth import AnyPrincipal, Organizer, bootstrap_allowed
 from api.context import Context
 from api.models import Team, User
 from api.schemas import NewTeam, NewUser, TeamOut, UserOut, UserWithToken
@@ -28,7 +28,7 @@ def create_organizer(body: NewUser, ctx: Context) -> UserWithToken:
 
 
 @router.get("/me")
-def me(user: CurrentUser) -> UserOut:
+def me(user: AnyPrincipal) -> UserOut:
     return UserOut(id=user.id, name=user.name, role=user.role, team_id=user.team_id)
 
 
