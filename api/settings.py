@@ -22,6 +22,10 @@ class Settings:
     max_code_bytes: int = 256 * 1024
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
     isolation: str = "zygote"  # or "container": a fresh container per block
+    # The scale-out shape: query blocks go to the data node's Celery queue through this broker.
+    broker_url: str | None = None
+    node_wait_seconds: float = 300.0  # a node silent this long fails the job (budget returned)
+    node_resend_seconds: float = 60.0  # a chunk unanswered this long is sent again
 
     @property
     def datasets_dir(self) -> Path:
@@ -70,4 +74,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         limits=limits,
         runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
         isolation=os.environ.get("UNSEEN_ISOLATION", "zygote"),
+        broker_url=os.environ.get("UNSEEN_BROKER_URL") or None,
+        node_wait_seconds=float(os.environ.get("UNSEEN_NODE_WAIT_SECONDS", "300")),
+        node_resend_seconds=float(os.environ.get("UNSEEN_NODE_RESEND_SECONDS", "60")),
     )

@@ -8,11 +8,13 @@ keyed-hash partition aggregate mode uses; later they fan out across workers the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from privacy.query import (
+    DatasetPolicy,
     Partials,
     QueryPlan,
     block_partials,
@@ -35,6 +37,15 @@ class QueryJob:
     unit_column: str
     epsilon: float
     delta: float = 0.0  # spent only by partition selection (keys without a public set)
+    # For a node to re-validate the plan when blocks fan out (runner.celery_fanout):
+    raw_plan: Mapping[str, Any] | None = None
+    policy: DatasetPolicy | None = None
+    node: str = "local"
+
+
+#: Where a query's block partials come from: this process's threads by default, or the data
+#: node's workers (``runner.celery_fanout.CeleryBlocks.partials``).
+PartialsSource = Callable[[QueryJob, Callable[[int, int], None] | None], Iterable[Partials]]
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,10 @@ class QueryResult:
     report: dict[str, object]  # organizer-only
 
 
-def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None) -> QueryResult:
-    """Every block's bounded partials, summed cell by cell (key by key), then one noisy
-    release."""
-    started = time.monotonic()
+def local_partials(
+    job: QueryJob, progress: Callable[[int, int], None] | None = None
+) -> Iterator[Partials]:
+    """Each block's bounded partials, read here, ``READ_THREADS`` blocks at a time."""
     blocks = job.layout.blocks
     columns = referenced_columns(job.plan, job.unit_column)
 
@@ -54,14 +65,22 @@ def run_query(job: QueryJob, progress: Callable[[int, int], None] | None = None)
         frame = read_block_columns(job.layout.block_path(index), columns)
         return block_partials(job.plan, frame, job.unit_column)
 
-    def partials() -> Iterator[Partials]:  # a block per thread in memory at a time
-        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-            for done, partial in enumerate(pool.map(one_block, range(blocks)), start=1):
-                yield partial
-                if progress is not None:
-                    progress(done, blocks)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for done, partial in enumerate(pool.map(one_block, range(blocks)), start=1):
+            yield partial
+            if progress is not None:
+                progress(done, blocks)
 
-    total = combine_partials(partials())
+
+def run_query(
+    job: QueryJob,
+    progress: Callable[[int, int], None] | None = None,
+    source: PartialsSource = local_partials,
+) -> QueryResult:
+    """Every block's bounded partials, summed cell by cell (key by key), then one noisy
+    release, drawn here whichever source computed the partials."""
+    started = time.monotonic()
+    total = combine_partials(source(job, progress))
     released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon, job.delta)]
-    report = {"blocks": blocks, "seconds": round(time.monotonic() - started, 3)}
+    report = {"blocks": job.layout.blocks, "seconds": round(time.monotonic() - started, 3)}
     return QueryResult(released, report)

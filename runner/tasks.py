@@ -9,17 +9,17 @@ result, and returned only if the job failed before any noise was drawn.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from privacy.outputs import Combine, OutputSpec
-from privacy.query import QueryPlan
+from privacy.query import DatasetPolicy, QueryPlan
 from runner.blocks import BlockLayout
 from runner.pipeline import AggregateJob, AggregateResult, BlockRunner, run_aggregate
-from runner.query import QueryJob, QueryResult, run_query
+from runner.query import PartialsSource, QueryJob, QueryResult, local_partials, run_query
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class ClaimedQuery:
     unit_column: str
     epsilon: float
     delta: float = 0.0
+    raw_plan: Mapping[str, Any] | None = None  # for a node to validate again
+    policy: DatasetPolicy | None = None
+    node: str = "local"  # the data node holding the dataset
 
 
 class JobStore(Protocol):
@@ -87,6 +90,7 @@ def execute_job(
     run_block: BlockRunner,
     slots: int,
     on_progress: Callable[[int, int], None] | None = None,
+    query_source: PartialsSource = local_partials,
 ) -> JobState:
     """Run one queued job to its next resting state and return that state."""
     try:
@@ -107,9 +111,10 @@ def execute_job(
     try:
         if isinstance(claimed, ClaimedQuery):
             query = QueryJob(
-                claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon, claimed.delta
-            )
-            result = run_query(query, progress)
+                claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon, claimed.delta,
+                claimed.raw_plan, claimed.policy, claimed.node,
+            )  # fmt: skip
+            result = run_query(query, progress, query_source)
         else:
             job = AggregateJob(
                 claimed.code_path, claimed.layout, claimed.outputs, claimed.combine, claimed.epsilon

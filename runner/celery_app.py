@@ -1,0 +1,72 @@
+"""Celery wiring of the scale-out shape: Redis as broker and result store, one queue per data
+node (``node.<label>``), so a node's worker receives only tasks on the datasets it holds.
+
+Block tasks are pure reads of one node's blocks and return partial aggregates, so running one
+twice is harmless; they are acknowledged late (after they finish) and given back to the queue
+when their worker dies, and the reducer keeps exactly one answer per chunk of blocks: a worker
+lost mid-job costs time, never a block counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+from privacy.query import DatasetPolicy
+
+#: Seconds a task handed to a worker may go unacknowledged before Redis hands it to another
+#: (a worker killed mid-task never acknowledges). Longer than any chunk of blocks takes.
+VISIBILITY_SECONDS = float(os.environ.get("UNSEEN_VISIBILITY_SECONDS", "120"))
+
+
+def node_queue(node: str) -> str:
+    return f"node.{node}"
+
+
+def make_celery(broker_url: str) -> Celery:
+    app = Celery("unseen", broker=broker_url, backend=broker_url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_SECONDS,
+            # Sweep for abandoned tasks a few times per timeout (kombu's default sweep comes
+            # every 100 s whatever the timeout).
+            "unacked_restore_interval": max(1, int(VISIBILITY_SECONDS / 4)),
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def policy_to_wire(policy: DatasetPolicy) -> dict[str, Any]:
+    return {
+        "columns": dict(policy.columns),
+        "unit_column": policy.unit_column,
+        "bounds": {name: list(bounds) for name, bounds in policy.bounds.items()},
+        "key_sets": {name: list(keys) for name, keys in policy.key_sets.items()},
+        "max_cells": policy.max_cells,
+        "max_rows_per_unit": policy.max_rows_per_unit,
+        "max_groups_per_unit": policy.max_groups_per_unit,
+    }
+
+
+def policy_from_wire(wire: dict[str, Any]) -> DatasetPolicy:
+    return DatasetPolicy(
+        columns=dict(wire["columns"]),
+        unit_column=str(wire["unit_column"]),
+        bounds={name: (float(lo), float(hi)) for name, (lo, hi) in wire["bounds"].items()},
+        key_sets={name: list(keys) for name, keys in wire["key_sets"].items()},
+        max_cells=int(wire["max_cells"]),
+        max_rows_per_unit=int(wire["max_rows_per_unit"]),
+        max_groups_per_unit=int(wire["max_groups_per_unit"]),
+    )

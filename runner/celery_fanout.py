@@ -1,0 +1,99 @@
+"""The trusted reducer's side of the scale-out shape: a query job's blocks go out in chunks to
+the queue of the node holding the dataset; partials come back, are checked against the plan
+and handed to ``run_query``, which adds them up and draws the noise once.
+
+Exactly one answer per chunk is used, whatever the broker redelivers and however often a
+chunk was sent. A node that answers no chunk within ``wait_seconds`` fails the job before any
+noise is drawn (budget returned), with a reason naming the node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from privacy.query import Partials
+from runner.celery_app import node_queue, policy_to_wire
+from runner.query import QueryJob
+
+#: Blocks per task: enough to amortise a round trip through the broker, few enough that the
+#: progress bar moves and a lost worker costs little.
+CHUNK_BLOCKS = 25
+
+
+class NodeUnavailable(RuntimeError):
+    """The node holding the dataset did not answer in time."""
+
+
+class CeleryBlocks:
+    def __init__(
+        self,
+        app: Celery,
+        wait_seconds: float = 300.0,
+        resend_seconds: float = 60.0,
+        chunk: int = CHUNK_BLOCKS,
+    ) -> None:
+        self._app = app
+        self._wait = wait_seconds
+        self._resend = resend_seconds
+        self._chunk = chunk
+
+    def partials(
+        self, job: QueryJob, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[Partials]:
+        """Each chunk's partials as they come back. A chunk unanswered for ``resend_seconds``
+        is sent again (a worker may have died holding it, or while taking it off the queue,
+        which Redis cannot give back); the first answer wins, later ones are ignored."""
+        if job.raw_plan is None or job.policy is None:
+            raise ValueError("a fanned-out query needs its raw plan and the dataset's policy")
+        total = job.layout.blocks
+        chunks = [list(range(i, min(i + self._chunk, total))) for i in range(0, total, self._chunk)]
+        queue = node_queue(job.node)
+        directory, plan, policy = (
+            str(job.layout.directory),
+            dict(job.raw_plan),
+            policy_to_wire(job.policy),
+        )
+
+        def send(index: int) -> AsyncResult:
+            return self._app.send_task(
+                "unseen.query_blocks", args=(directory, chunks[index], plan, policy), queue=queue
+            )
+
+        attempts = {index: [send(index)] for index in range(len(chunks))}
+        sent = dict.fromkeys(attempts, time.monotonic())
+        done, heard = 0, time.monotonic()
+        try:
+            while attempts:
+                answered = False
+                for index in list(attempts):
+                    ready = next((r for r in attempts[index] if r.ready()), None)
+                    if ready is None:
+                        if time.monotonic() - sent[index] > self._resend:
+                            attempts[index].append(send(index))
+                            sent[index] = time.monotonic()
+                        continue
+                    wire = ready.get(timeout=10)  # a task's own error re-raises here
+                    for other in attempts.pop(index):
+                        if other is not ready:
+                            other.revoke()
+                    yield Partials.from_wire(wire, job.plan)
+                    done += len(chunks[index])
+                    answered, heard = True, time.monotonic()
+                    if progress is not None:
+                        progress(done, total)
+                if not answered:
+                    if time.monotonic() - heard > self._wait:
+                        raise NodeUnavailable(
+                            f"node {job.node!r} answered {done} of {total} blocks and then "
+                            f"nothing for {self._wait:g} s: is its worker running "
+                            f"(celery -A runner.node_tasks worker -Q {queue})?"
+                        )
+                    time.sleep(0.05)
+        finally:
+            for pending in attempts.values():
+                for result in pending:
+                    result.revoke()

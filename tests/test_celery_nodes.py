@@ -1,0 +1,200 @@
+"""The scale-out shape for query mode, for real: a Redis server, a data node's Celery worker
+consuming its own queue, and the API as the trusted reducer. Blocks' partials come back from
+the node, are checked, summed and noised once; a node without a worker fails the job before
+any noise, with the budget returned."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from api.launcher import free_port
+from client.plans import Query
+from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
+from runner.blocks import load_layout
+from runner.celery_app import policy_from_wire, policy_to_wire
+from runner.celery_fanout import CHUNK_BLOCKS
+from runner.node_tasks import query_blocks
+from runner.query import QueryJob, local_partials
+from tests.conftest import ROOT, Deployment, SodaData, start_deployment
+
+pytestmark = pytest.mark.docker
+PLAN = (
+    Query().group_by("line").count("trips").mean("mean_fare", "fare", 0, 20)
+    .bound(rows_per_unit=2, groups_per_unit=2).to_json()
+)  # fmt: skip
+BLOCKS = 60  # three chunks of 25, 25 and 10
+MANY_BLOCKS = 400  # sixteen chunks: a job long enough to kill its worker in the middle
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+
+
+class NodeWorker:
+    """``celery -A runner.node_tasks worker`` on one node's queue, as a data node runs it."""
+
+    def __init__(self, broker: str, node: str, data_dir: Path, log: Path) -> None:
+        self.log = log
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "runner.node_tasks", "worker",
+             "-Q", f"node.{node}", "-c", "2", "-n", f"{node}-{secrets.token_hex(2)}@%h",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker,
+                 "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text(errors="replace"):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start; see {log}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(30)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once: no goodbye, no acks."""
+        os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(10)
+
+
+@dataclass
+class Node:
+    deployed: Deployment
+    broker: str
+    label: str
+    state: Path
+    worker: NodeWorker
+
+    def start_worker(self, log: str) -> NodeWorker:
+        self.worker = NodeWorker(self.broker, self.label, self.state / "datasets",
+                                 self.state.parent / log)  # fmt: skip
+        return self.worker
+
+
+@pytest.fixture(scope="module")
+def fanned_out(
+    broker: str, runner_image: str, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    label = f"node-{secrets.token_hex(3)}"
+    env = {"UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": label, "UNSEEN_NODE_WAIT_SECONDS": "15",
+           "UNSEEN_NODE_RESEND_SECONDS": "5"}  # fmt: skip
+    state = tmp_path_factory.mktemp("fanout") / "server"
+    deployed = start_deployment(state, soda, env)
+    deployed.organizer.register_dataset(
+        **soda.registration("transport_cards", BLOCKS, as_name="cards_60")
+    )
+    deployed.organizer.register_dataset(
+        **soda.registration("transport_cards", MANY_BLOCKS, as_name="cards_many")
+    )
+    worker = NodeWorker(broker, label, state / "datasets", state.parent / "worker.log")
+    node = Node(deployed, broker, label, state, worker)
+    yield node
+    node.worker.stop()
+    deployed.server.stop()
+
+
+def test_the_nodes_worker_computes_the_blocks_and_the_reducer_noises_once(
+    fanned_out: Node,
+) -> None:
+    deployed, worker = fanned_out.deployed, fanned_out.worker
+    job = deployed.contestant.query("cards_60", PLAN, 1.0)
+    done = deployed.contestant.wait(job["id"], timeout=300)
+    assert done["state"] == "awaiting_review", done
+    assert done["progress"] == {"blocks_done": BLOCKS, "blocks_total": BLOCKS}
+    succeeded = worker.log.read_text().count("succeeded in")
+    assert succeeded == math.ceil(BLOCKS / CHUNK_BLOCKS)  # every chunk answered once
+    released = deployed.organizer.release(job["id"])
+    assert {cell["name"] for cell in released["result"]} == {"trips", "mean_fare"}
+    charges = deployed.organizer.audit(action="budget.charged", job=job["id"])
+    assert len(charges) == 1
+
+
+def test_a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice(
+    fanned_out: Node,
+) -> None:
+    """SIGKILL the node's worker while the job's chunks are out; another worker comes up; the
+    chunks it never acknowledged come back after the visibility timeout; the job finishes
+    with every block counted once (one answer per chunk) and one budget charge."""
+    deployed = fanned_out.deployed
+    first = fanned_out.worker
+    before = first.log.read_text(errors="replace").count("received")
+    job = deployed.contestant.query("cards_many", PLAN, 0.5)
+    deadline = time.monotonic() + 60
+    while first.log.read_text(errors="replace").count("received") <= before:
+        assert time.monotonic() < deadline, "the worker never received a chunk"
+        time.sleep(0.005)
+    first.kill()
+    assert deployed.contestant.job(job["id"])["state"] == "running"
+    fanned_out.start_worker("worker-2.log")
+    done = deployed.contestant.wait(job["id"], timeout=120)
+    assert done["state"] == "awaiting_review", done
+    assert done["progress"] == {"blocks_done": MANY_BLOCKS, "blocks_total": MANY_BLOCKS}
+    assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
+    assert len(deployed.organizer.audit(action="job.started", job=job["id"])) == 1
+
+
+def test_a_node_without_a_worker_fails_the_job_and_returns_the_budget(
+    fanned_out: Node,
+) -> None:
+    deployed = fanned_out.deployed
+    fanned_out.worker.stop()  # the node goes away
+    before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+    job = deployed.contestant.query("cards_60", PLAN, 0.5)
+    done = deployed.contestant.wait(job["id"], timeout=120)
+    assert done["state"] == "failed" and done["error_class"] == "infrastructure"
+    detail = deployed.organizer.job(job["id"])["error_detail"]
+    assert "NodeUnavailable" in detail and "is its worker running" in detail
+    after = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+    assert after["spent"] == before["spent"] and after["reserved"] == 0
+
+
+def test_a_nodes_partials_equal_the_local_ones(fanned_out: Node) -> None:
+    """The task's answer for a chunk (run in this process) equals what the embedded reader
+    computes for the same blocks: the fan-out changes where, not what."""
+    deployed = fanned_out.deployed
+    entry = {d["name"]: d for d in deployed.organizer.datasets()}["cards_60"]
+    node = deployed.organizer.create_node(entry["node"])
+    held = {d["name"]: d for d in deployed.organizer.with_token(node["token"]).node_datasets()}
+    directory = Path(held["cards_60"]["directory"])
+    policy = DatasetPolicy(entry["columns"], entry["unit_column"],
+                           {k: tuple(v) for k, v in entry["bounds"].items()},
+                           entry["key_sets"])  # fmt: skip
+    assert policy_from_wire(policy_to_wire(policy)) == policy
+    plan = parse_plan(PLAN, policy)
+    layout = load_layout(directory)
+    wire = query_blocks(str(directory), list(range(layout.blocks)), PLAN, policy_to_wire(policy))
+    job = QueryJob(layout, plan, policy.unit_column, 1.0)
+    here = combine_partials(local_partials(job))
+    assert Partials.from_wire(wire, plan).to_wire() == here.to_wire()
