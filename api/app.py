@@ -40,7 +40,7 @@ from api.store import SqlJobStore
 from api.web import pages
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
-from runner.query import PartialsSource, local_partials
+from runner.query import PartialsSource, local_partials, stop_query_processes
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             worker.stop()
+            stop_query_processes()
             db.dispose()
             if lock is not None:
                 lock.close()

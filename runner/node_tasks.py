@@ -13,15 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from privacy.query import (
-    block_partials,
-    combine_partials,
-    parse_plan,
-    referenced_columns,
-)
-from runner.block_reader import read_block_columns
+from privacy.query import parse_plan
 from runner.blocks import load_layout
 from runner.celery_app import make_celery, policy_from_wire
+from runner.query import chunk_partials
 
 app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"))
 
@@ -42,10 +37,4 @@ def query_blocks(
     layout = load_layout(_own_directory(directory))
     parsed_policy = policy_from_wire(policy)
     parsed = parse_plan(plan, parsed_policy)  # validated again here: the node trusts no one
-    unit = parsed_policy.unit_column
-    wanted = referenced_columns(parsed, unit)
-    parts = (
-        block_partials(parsed, read_block_columns(layout.block_path(i), wanted), unit)
-        for i in blocks
-    )
-    return combine_partials(parts).to_wire()
+    return chunk_partials(layout, blocks, parsed, parsed_policy.unit_column).to_wire()

@@ -1,15 +1,26 @@
 """The query-mode job pipeline: bounded partial aggregates per block, summed, noised once.
 
 No contestant code runs: the plan is data, evaluated by trusted code (``privacy.query``) over
-one block at a time, so memory holds one block and the running totals. Blocks are the same
-keyed-hash partition aggregate mode uses; later they fan out across workers the same way.
+one block at a time, so memory holds one chunk of blocks and the running totals. Blocks are
+the same keyed-hash partition aggregate mode uses, and fan out the same way: to this node's
+query processes here, or to data nodes' Celery workers (``runner.celery_fanout``).
+
+Bounding a block is numpy over many small arrays, mostly under the GIL: threads would take
+turns, so the blocks go to a small pool of processes (spawned once, kept), which send back
+only the chunk's partials. The noise is drawn here, in the job's process, once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,9 +36,15 @@ from privacy.query import (
 from runner.block_reader import read_block_columns
 from runner.blocks import BlockLayout
 
-#: Blocks read and bounded at once: Parquet decoding and numpy release the GIL for most of
-#: their work, so two threads use both cores of a small node.
-READ_THREADS = 2
+#: Processes reading and bounding blocks (one per core of a small node); 1: in this process.
+QUERY_PROCESSES = min(2, os.cpu_count() or 1)
+#: Blocks per unit of work sent to a query process.
+CHUNK_BLOCKS = 25
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,22 +71,79 @@ class QueryResult:
     report: dict[str, object]  # organizer-only
 
 
+def chunk_partials(
+    layout: BlockLayout, blocks: list[int], plan: QueryPlan, unit_column: str
+) -> Partials:
+    """The bounded partials of some blocks of one dataset, summed (blocks hold disjoint
+    units): the unit of work of a query process and of a data node's task alike."""
+    columns = referenced_columns(plan, unit_column)
+    return combine_partials(
+        block_partials(plan, read_block_columns(layout.block_path(index), columns), unit_column)
+        for index in blocks
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    """Query process start-up: never outlive the process that started it, even killed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: a graceful stop still ends the pool
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _query_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:  # spawned, not forked: the server process runs threads
+            context = multiprocessing.get_context("spawn")
+            _pool = ProcessPoolExecutor(
+                QUERY_PROCESSES,
+                mp_context=context,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
+        return _pool
+
+
+def stop_query_processes() -> None:
+    """End the query processes (the server calls this when it stops)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
 def local_partials(
     job: QueryJob, progress: Callable[[int, int], None] | None = None
 ) -> Iterator[Partials]:
-    """Each block's bounded partials, read here, ``READ_THREADS`` blocks at a time."""
-    blocks = job.layout.blocks
-    columns = referenced_columns(job.plan, job.unit_column)
-
-    def one_block(index: int) -> Partials:
-        frame = read_block_columns(job.layout.block_path(index), columns)
-        return block_partials(job.plan, frame, job.unit_column)
-
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        for done, partial in enumerate(pool.map(one_block, range(blocks)), start=1):
+    """This node's blocks' partials, chunk by chunk, computed by the query processes."""
+    total = job.layout.blocks
+    chunks = [list(range(i, min(i + CHUNK_BLOCKS, total))) for i in range(0, total, CHUNK_BLOCKS)]
+    done = 0
+    try:
+        if QUERY_PROCESSES <= 1:
+            results: Iterable[Partials] = (
+                chunk_partials(job.layout, chunk, job.plan, job.unit_column) for chunk in chunks
+            )
+        else:
+            pool = _query_pool()
+            futures = [
+                pool.submit(chunk_partials, job.layout, chunk, job.plan, job.unit_column)
+                for chunk in chunks
+            ]
+            results = (future.result() for future in futures)
+        for chunk, partial in zip(chunks, results, strict=True):
             yield partial
+            done += len(chunk)
             if progress is not None:
-                progress(done, blocks)
+                progress(done, total)
+    except BrokenProcessPool:  # a query process died: the next job gets a fresh pool
+        stop_query_processes()
+        raise
 
 
 def run_query(
