@@ -1,0 +1,165 @@
+"""Scale-out cost: the query-mode count by station on the 10M-row bench table (1,000 blocks),
+embedded (this process reads the blocks) against the Celery shape (a Redis broker and node
+workers compute the blocks' partials; this process only reduces and draws the noise), with 1
+and 2 workers on this machine, in one run.
+
+    .venv/bin/python -m bench.scale                  # 1,000 blocks, 3 runs each
+    .venv/bin/python -m bench.scale --blocks 100 --runs 1
+
+Each row is the median wall time of --runs releases. "per worker" is blocks/s divided by the
+processes computing partials (embedded: its query processes, runner.query). The broker's
+cost per task is read off two Celery rows with the same worker: one block per task against
+CHUNK_BLOCKS per task. Needs redis-server (Debian's package); the workers are started here
+and stopped after.
+
+Aggregate mode (contestant code in the sandbox) still runs on the server's own sandbox, not on
+Celery: it has no row here yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from api.launcher import free_port
+from bench.query import plans
+from bench.sandbox import ROOT, WORK, bench_layout
+from privacy.query import DatasetPolicy, parse_plan
+from runner import query as local
+from runner.celery_app import make_celery
+from runner.celery_fanout import CHUNK_BLOCKS, CeleryBlocks
+from runner.query import PartialsSource, QueryJob, local_partials, run_query
+
+PLAN = "count by station"
+NODE = "bench-scale"
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="unseen-redis-") as directory:
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+@contextmanager
+def workers(broker: str, count: int) -> Iterator[None]:
+    """``count`` node workers of one process each (``-c 1``), as separate data-node processes."""
+    logs = Path(tempfile.mkdtemp(prefix="unseen-workers-"))
+    started = []
+    for index in range(count):
+        log = logs / f"worker-{index}.log"
+        started.append((subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "runner.node_tasks", "worker",
+             "-Q", f"node.{NODE}", "-c", "1", "-n", f"w{index}@%h", "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "UNSEEN_BROKER_URL": broker},
+        ), log))  # fmt: skip
+    app = make_celery(broker)
+    deadline = time.monotonic() + 60
+    while len(app.control.ping(timeout=0.5) or []) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers did not come up; see {logs}")
+    try:
+        yield
+    finally:
+        for process, _log in started:
+            process.terminate()
+        for process, _log in started:
+            process.wait(30)
+
+
+def timed(action: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    layout = bench_layout(args.blocks)
+    entry = json.loads((WORK / "data" / "manifest.json").read_text())["datasets"][0]
+    policy = DatasetPolicy(entry["columns"], "card_id", {"fare": (0.0, 15.0)}, entry["key_sets"],
+                           max_cells=20_000)  # fmt: skip
+    raw = plans()[PLAN]
+    job = QueryJob(layout, parse_plan(raw, policy), "card_id", 1.0, raw_plan=raw, policy=policy,
+                   node=NODE)  # fmt: skip
+    rows: list[tuple[str, int, float]] = []
+
+    def run(label: str, processes: int, source: PartialsSource) -> None:
+        run_query(job, source=source)  # warm: page cache, imports, connections
+        seconds = timed(lambda: run_query(job, source=source), args.runs)
+        rows.append((label, processes, seconds))
+        print(f"  {label}: {seconds:.2f} s", flush=True)
+
+    print(f"{layout.rows:,} rows in {layout.blocks} blocks; {PLAN!r}, median of {args.runs}")
+    saved = local.QUERY_PROCESSES
+    for processes in (1, 2):
+        local.QUERY_PROCESSES = processes
+        run(f"embedded, {processes} query process(es)", processes, local_partials)
+    local.QUERY_PROCESSES = saved
+    with redis_server() as broker:
+        app = make_celery(broker)
+        for count in (1, 2):
+            with workers(broker, count):
+                per_chunk = CeleryBlocks(app, chunk=CHUNK_BLOCKS).partials
+                run(f"celery, {count} worker(s), {CHUNK_BLOCKS} blocks/task", count, per_chunk)
+                if count == 1:
+                    single = CeleryBlocks(app, chunk=1).partials
+                    run("celery, 1 worker, 1 block/task", 1, single)
+    base = rows[0][2]
+    print(f"\n{'shape':<44}{'wall s':>8}{'blocks/s':>10}{'per worker':>12}{'vs embedded 1':>15}")
+    for label, processes, seconds in rows:
+        rate = layout.blocks / seconds
+        print(f"{label:<44}{seconds:>8.2f}{rate:>10.0f}{rate / processes:>12.0f}"
+              f"{seconds / base:>14.2f}x")  # fmt: skip
+    times = {label: seconds for label, _, seconds in rows}
+    chunked = times[f"celery, 1 worker(s), {CHUNK_BLOCKS} blocks/task"]
+    single = times["celery, 1 worker, 1 block/task"]
+    embedded = times["embedded, 1 query process(es)"]
+    tasks = math.ceil(layout.blocks / CHUNK_BLOCKS)
+    per_task = (single - chunked) / (layout.blocks - tasks)
+    print(f"\nbroker round trip per task: {per_task * 1000:.2f} ms (1 block/task against "
+          f"{CHUNK_BLOCKS}: {layout.blocks} tasks against {tasks}); at {CHUNK_BLOCKS} blocks/task "
+          f"that is {per_task / CHUNK_BLOCKS * 1000:.2f} ms a block, "
+          f"{per_task / CHUNK_BLOCKS / (chunked / layout.blocks):.0%} of a block's "
+          f"{chunked / layout.blocks * 1000:.2f} ms on one worker; embedded in this process, "
+          f"a block takes {embedded / layout.blocks * 1000:.2f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
