@@ -31,9 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
-from api.launcher import free_port
 from bench.query import plans
 from bench.sandbox import ROOT, WORK, bench_layout
 from privacy.query import DatasetPolicy, parse_plan
@@ -41,32 +38,10 @@ from runner import query as local
 from runner.celery_app import make_celery
 from runner.celery_fanout import CHUNK_BLOCKS, CeleryBlocks
 from runner.query import PartialsSource, QueryJob, local_partials, run_query
+from tests.conftest import redis_server
 
 PLAN = "count by station"
 NODE = "bench-scale"
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="unseen-redis-") as directory:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            server.terminate()
-            server.wait(10)
 
 
 @contextmanager

@@ -6,6 +6,8 @@ import json
 import secrets
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import docker
 import pandas as pd
 import pytest
 
-from api.launcher import ServerProcess
+from api.launcher import ServerProcess, free_port
 from client.api import UnseenClient
 from sandbox.container import BlockRun, SandboxLimits, run_block
 from sandbox.zygote import ZygoteContainer
@@ -243,3 +245,29 @@ def postgres_database() -> Iterator[str]:
             yield f"postgresql+psycopg://unseen:unseen@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'drop database "{name}" with (force)')
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
+    import redis
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="unseen-redis-") as directory:
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.terminate()
+            server.wait(10)

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
-from api.launcher import free_port
 from client.plans import Query
 from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
 from runner.blocks import load_layout
@@ -27,7 +25,7 @@ from runner.celery_app import policy_from_wire, policy_to_wire
 from runner.celery_fanout import CHUNK_BLOCKS
 from runner.node_tasks import query_blocks
 from runner.query import QueryJob, local_partials
-from tests.conftest import ROOT, Deployment, SodaData, start_deployment
+from tests.conftest import ROOT, Deployment, SodaData, redis_server, start_deployment
 
 pytestmark = pytest.mark.docker
 PLAN = (
@@ -39,24 +37,9 @@ MANY_BLOCKS = 400  # sixteen chunks: a job long enough to kill its worker in the
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(10)
+def broker() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
 
 
 class NodeWorker:
