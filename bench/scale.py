@@ -107,7 +107,8 @@ def main() -> None:
         local.QUERY_PROCESSES = processes
         run(f"embedded, {processes} query process(es)", processes, local_partials)
     local.QUERY_PROCESSES = saved
-    with redis_server() as broker:
+    with redis_server() as redis_broker:
+        broker = redis_broker.url
         app = make_celery(broker)
         for count in (1, 2):
             with workers(broker, count):

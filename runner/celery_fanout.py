@@ -9,16 +9,25 @@ noise is drawn (budget returned), with a reason naming the node.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
 from runner.celery_app import node_queue, policy_to_wire
 from runner.query import QueryJob
 
+log = logging.getLogger(__name__)
+#: What a broker (or result store) that is restarting or briefly away raises.
+BROKER_AWAY = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 #: Blocks per task: enough to amortise a round trip through the broker, few enough that the
 #: progress bar moves and a lost worker costs little.
 CHUNK_BLOCKS = 25
@@ -46,7 +55,9 @@ class CeleryBlocks:
     ) -> Iterator[Partials]:
         """Each chunk's partials as they come back. A chunk unanswered for ``resend_seconds``
         is sent again (a worker may have died holding it, or while taking it off the queue,
-        which Redis cannot give back); the first answer wins, later ones are ignored."""
+        which Redis cannot give back, or the broker restarted empty); the first answer wins,
+        later ones are ignored. A broker briefly away is waited for, up to ``wait_seconds``
+        without an answer."""
         if job.raw_plan is None or job.policy is None:
             raise ValueError("a fanned-out query needs its raw plan and the dataset's policy")
         total = job.layout.blocks
@@ -58,42 +69,50 @@ class CeleryBlocks:
             policy_to_wire(job.policy),
         )
 
-        def send(index: int) -> AsyncResult:
-            return self._app.send_task(
+        def send(index: int) -> None:
+            sent[index] = time.monotonic()
+            attempts[index].append(self._app.send_task(
                 "unseen.query_blocks", args=(directory, chunks[index], plan, policy), queue=queue
-            )
+            ))  # fmt: skip
 
-        attempts = {index: [send(index)] for index in range(len(chunks))}
-        sent = dict.fromkeys(attempts, time.monotonic())
-        done, heard = 0, time.monotonic()
+        attempts: dict[int, list[AsyncResult]] = {index: [] for index in range(len(chunks))}
+        sent = dict.fromkeys(attempts, -math.inf)  # never sent: due now
+        done, heard, away = 0, time.monotonic(), False
         try:
             while attempts:
                 answered = False
-                for index in list(attempts):
-                    ready = next((r for r in attempts[index] if r.ready()), None)
-                    if ready is None:
-                        if time.monotonic() - sent[index] > self._resend:
-                            attempts[index].append(send(index))
-                            sent[index] = time.monotonic()
-                        continue
-                    wire = ready.get(timeout=10)  # a task's own error re-raises here
-                    for other in attempts.pop(index):
-                        if other is not ready:
-                            other.revoke()
-                    yield Partials.from_wire(wire, job.plan)
-                    done += len(chunks[index])
-                    answered, heard = True, time.monotonic()
-                    if progress is not None:
-                        progress(done, total)
+                try:
+                    for index in list(attempts):
+                        ready = next((r for r in attempts[index] if r.ready()), None)
+                        if ready is None:
+                            if time.monotonic() - sent[index] > self._resend:
+                                send(index)
+                            continue
+                        wire = ready.get(timeout=10)  # a task's own error re-raises here
+                        for other in attempts.pop(index):
+                            if other is not ready:
+                                other.revoke()
+                        yield Partials.from_wire(wire, job.plan)
+                        done += len(chunks[index])
+                        answered, heard = True, time.monotonic()
+                        if progress is not None:
+                            progress(done, total)
+                except BROKER_AWAY as exc:  # a broker restart: what it held is re-sent when due
+                    if not away:
+                        log.warning("broker unreachable while blocks are out (%r); retrying", exc)
+                    away = True
+                else:
+                    away = False
                 if not answered:
                     if time.monotonic() - heard > self._wait:
                         raise NodeUnavailable(
                             f"node {job.node!r} answered {done} of {total} blocks and then "
                             f"nothing for {self._wait:g} s: is its worker running "
-                            f"(celery -A runner.node_tasks worker -Q {queue})?"
+                            f"(celery -A runner.node_tasks worker -Q {queue}), and the broker?"
                         )
                     time.sleep(0.05)
         finally:
             for pending in attempts.values():
                 for result in pending:
-                    result.revoke()
+                    with contextlib.suppress(*BROKER_AWAY):
+                        result.revoke()

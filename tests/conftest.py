@@ -247,27 +247,45 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'drop database "{name}" with (force)')
 
 
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
-    import redis
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, without persistence (so a restart
+    loses what it held, as a crashed broker would); stop() and start() again on the same port."""
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="unseen-redis-") as directory:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        import redis
+
+        self._process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self._directory)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis(port=port)
+        client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
                 time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="unseen-redis-") as directory:
+        server = RedisServer(Path(directory)).start()
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield server
         finally:
-            server.terminate()
-            server.wait(10)
+            server.stop()

@@ -25,7 +25,14 @@ from runner.celery_app import policy_from_wire, policy_to_wire
 from runner.celery_fanout import CHUNK_BLOCKS
 from runner.node_tasks import query_blocks
 from runner.query import QueryJob, local_partials
-from tests.conftest import ROOT, Deployment, SodaData, redis_server, start_deployment
+from tests.conftest import (
+    ROOT,
+    Deployment,
+    RedisServer,
+    SodaData,
+    redis_server,
+    start_deployment,
+)
 
 pytestmark = pytest.mark.docker
 PLAN = (
@@ -37,9 +44,14 @@ MANY_BLOCKS = 400  # sixteen chunks: a job long enough to kill its worker in the
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def broker(redis: RedisServer) -> str:
+    return redis.url
 
 
 class NodeWorker:
@@ -146,6 +158,35 @@ def test_a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice(
     assert done["progress"] == {"blocks_done": MANY_BLOCKS, "blocks_total": MANY_BLOCKS}
     assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
     assert len(deployed.organizer.audit(action="job.started", job=job["id"])) == 1
+
+
+def test_redis_restarted_mid_job_loses_no_job_and_charges_at_most_once(
+    fanned_out: Node, redis: RedisServer
+) -> None:
+    """The broker restarts empty while a job's chunks are out. The job must come to rest —
+    finished with every block counted once, or failed before any noise with its budget
+    returned — never stuck, never charged twice. (Today it fails: a Redis without persistence
+    forgets the queue's binding, and tasks re-sent after the restart reach no worker.)"""
+    deployed = fanned_out.deployed
+    before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_many"]
+    job = deployed.contestant.query("cards_many", PLAN, 0.5)
+    deadline = time.monotonic() + 60
+    while deployed.contestant.job(job["id"])["progress"]["blocks_done"] == 0:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+    redis.stop()
+    time.sleep(1)
+    redis.start()
+    done = deployed.contestant.wait(job["id"], timeout=180)
+    after = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_many"]
+    charges = deployed.organizer.audit(action="budget.charged", job=job["id"])
+    if done["state"] == "awaiting_review":
+        assert done["progress"] == {"blocks_done": MANY_BLOCKS, "blocks_total": MANY_BLOCKS}
+        assert len(charges) == 1 and after["spent"] == pytest.approx(before["spent"] + 0.5)
+    else:
+        assert done["state"] == "failed" and done["error_class"] == "infrastructure", done
+        assert charges == [] and after["spent"] == before["spent"]
+    assert after["reserved"] == 0
 
 
 def test_a_node_without_a_worker_fails_the_job_and_returns_the_budget(
