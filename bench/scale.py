@@ -36,8 +36,8 @@ from bench.sandbox import ROOT, WORK, bench_layout
 from privacy.query import DatasetPolicy, parse_plan
 from runner import query as local
 from runner.celery_app import make_celery
-from runner.celery_fanout import CHUNK_BLOCKS, CeleryBlocks
-from runner.query import PartialsSource, QueryJob, local_partials, run_query
+from runner.celery_fanout import CeleryBlocks
+from runner.query import CHUNK_BLOCKS, PartialsSource, QueryJob, local_partials, run_query
 from tests.conftest import redis_server
 
 PLAN = "count by station"

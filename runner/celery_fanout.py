@@ -23,14 +23,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
 from runner.celery_app import node_queue, policy_to_wire
-from runner.query import QueryJob
+from runner.query import CHUNK_BLOCKS, QueryJob, block_chunks
 
 log = logging.getLogger(__name__)
 #: What a broker (or result store) that is restarting or briefly away raises.
 BROKER_AWAY = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
-#: Blocks per task: enough to amortise a round trip through the broker, few enough that the
-#: progress bar moves and a lost worker costs little.
-CHUNK_BLOCKS = 25
 
 
 class NodeUnavailable(RuntimeError):
@@ -61,7 +58,7 @@ class CeleryBlocks:
         if job.raw_plan is None or job.policy is None:
             raise ValueError("a fanned-out query needs its raw plan and the dataset's policy")
         total = job.layout.blocks
-        chunks = [list(range(i, min(i + self._chunk, total))) for i in range(0, total, self._chunk)]
+        chunks = block_chunks(total, self._chunk)
         queue = node_queue(job.node)
         directory, plan, policy = (
             str(job.layout.directory),

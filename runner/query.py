@@ -38,7 +38,9 @@ from runner.blocks import BlockLayout
 
 #: Processes reading and bounding blocks (one per core of a small node); 1: in this process.
 QUERY_PROCESSES = min(2, os.cpu_count() or 1)
-#: Blocks per unit of work sent to a query process.
+#: Blocks per unit of work, for a query process or a node's task: enough to amortise a round
+#: trip (a broker's costs ~6 ms, bench/scale.py), few enough that progress moves and a lost
+#: worker costs little.
 CHUNK_BLOCKS = 25
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -69,6 +71,11 @@ PartialsSource = Callable[[QueryJob, Callable[[int, int], None] | None], Iterabl
 class QueryResult:
     released: list[dict[str, object]]
     report: dict[str, object]  # organizer-only
+
+
+def block_chunks(blocks: int, size: int = CHUNK_BLOCKS) -> list[list[int]]:
+    """Block indices in runs of ``size``: the unit of work sent to a query process or a node."""
+    return [list(range(start, min(start + size, blocks))) for start in range(0, blocks, size)]
 
 
 def chunk_partials(
@@ -122,7 +129,7 @@ def local_partials(
 ) -> Iterator[Partials]:
     """This node's blocks' partials, chunk by chunk, computed by the query processes."""
     total = job.layout.blocks
-    chunks = [list(range(i, min(i + CHUNK_BLOCKS, total))) for i in range(0, total, CHUNK_BLOCKS)]
+    chunks = block_chunks(total)
     done = 0
     try:
         if QUERY_PROCESSES <= 1:

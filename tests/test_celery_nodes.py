@@ -22,9 +22,8 @@ from client.plans import Query
 from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
 from runner.blocks import load_layout
 from runner.celery_app import policy_from_wire, policy_to_wire
-from runner.celery_fanout import CHUNK_BLOCKS
 from runner.node_tasks import query_blocks
-from runner.query import QueryJob, local_partials
+from runner.query import CHUNK_BLOCKS, QueryJob, local_partials
 from tests.conftest import (
     ROOT,
     Deployment,
