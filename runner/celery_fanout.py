@@ -30,8 +30,27 @@ log = logging.getLogger(__name__)
 BROKER_AWAY = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
+#: Attempts at one chunk that may fail for a transient reason (the node lost its broker
+#: connection while storing the answer) before the job fails with the node's error.
+MAX_ATTEMPTS = 5
+
+
 class NodeUnavailable(RuntimeError):
     """The node holding the dataset did not answer in time."""
+
+
+class NodeTaskFailed(RuntimeError):
+    """A node's task failed for a reason that running it again will not change."""
+
+
+def _transient(error: BaseException | None) -> bool:
+    """Whether a task's own failure was its worker losing the broker (worth sending again),
+    rather than something about the blocks or the plan. Celery rebuilds a remote exception
+    by name, so the name is what is compared."""
+    if error is None or isinstance(error, BROKER_AWAY):
+        return True
+    name = type(error).__name__
+    return name in {"ConnectionError", "TimeoutError", "OperationalError", "WorkerLostError"}
 
 
 class CeleryBlocks:
@@ -73,6 +92,7 @@ class CeleryBlocks:
             ))  # fmt: skip
 
         attempts: dict[int, list[AsyncResult]] = {index: [] for index in range(len(chunks))}
+        failures = dict.fromkeys(attempts, 0)
         sent = dict.fromkeys(attempts, -math.inf)  # never sent: due now
         done, heard, away = 0, time.monotonic(), False
         try:
@@ -81,11 +101,16 @@ class CeleryBlocks:
                 try:
                     for index in list(attempts):
                         ready = next((r for r in attempts[index] if r.ready()), None)
+                        if ready is not None and not ready.successful():
+                            # The task's own failure, not the broker's: never mistake one
+                            # for the other, or a lost answer would be waited for forever.
+                            self._failed(job, index, attempts, failures, ready)
+                            ready, sent[index] = None, -math.inf  # due again now
                         if ready is None:
                             if time.monotonic() - sent[index] > self._resend:
                                 send(index)
                             continue
-                        wire = ready.get(timeout=10)  # a task's own error re-raises here
+                        wire = ready.get(timeout=10)
                         for other in attempts.pop(index):
                             if other is not ready:
                                 other.revoke()
@@ -113,3 +138,23 @@ class CeleryBlocks:
                 for result in pending:
                     with contextlib.suppress(*BROKER_AWAY):
                         result.revoke()
+
+    @staticmethod
+    def _failed(
+        job: QueryJob,
+        index: int,
+        attempts: dict[int, list[AsyncResult]],
+        failures: dict[int, int],
+        result: AsyncResult,
+    ) -> None:
+        """Drop a failed attempt at a chunk, so it is sent again; or fail the job when the
+        failure is the task's own (a missing block, a refused plan) or keeps coming back."""
+        error = result.result if isinstance(result.result, BaseException) else None
+        attempts[index].remove(result)
+        failures[index] += 1
+        if not _transient(error) or failures[index] >= MAX_ATTEMPTS:
+            raise NodeTaskFailed(
+                f"node {job.node!r} failed a chunk of blocks {failures[index]} time(s): "
+                f"{type(error).__name__ if error else 'unknown error'}: {error}"
+            )
+        log.warning("node %r lost a chunk's answer (%r); sending it again", job.node, error)
