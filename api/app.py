@@ -40,6 +40,7 @@ from api.store import SqlJobStore
 from api.web import pages
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
+from runner.pipeline import BlockSource
 from runner.query import PartialsSource, local_partials, stop_query_processes
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,19 @@ def worker_lock(data_dir: Path) -> TextIO | None:
     return handle
 
 
-def query_source(settings: Settings) -> PartialsSource:
-    """Query blocks read here, or — with a broker — by the data nodes' Celery workers."""
+def node_sources(settings: Settings) -> tuple[PartialsSource, BlockSource | None]:
+    """Where query partials and aggregate blocks come from: computed here, or — with a
+    broker — by the data nodes' Celery workers."""
     if settings.broker_url is None:
-        return local_partials
+        return local_partials, None
     from runner.celery_app import make_celery
     from runner.celery_fanout import CeleryBlocks
 
-    app = make_celery(settings.broker_url)
-    return CeleryBlocks(app, settings.node_wait_seconds, settings.node_resend_seconds).partials
+    blocks = CeleryBlocks(
+        make_celery(settings.broker_url), settings.node_wait_seconds,
+        settings.node_resend_seconds, limits=settings.limits,
+    )  # fmt: skip
+    return blocks.partials, blocks.block_results
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,9 +96,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reaped:
                 log.warning("removed %d orphaned sandbox container(s)", reaped)
             store = SqlJobStore(db, settings.jobs_dir)
+            partials, blocks = node_sources(settings)
             worker = EmbeddedWorker(
                 store, sandbox, settings.slots, queued=store.queued,
-                query_source=query_source(settings),
+                query_source=partials, block_source=blocks,
             )  # fmt: skip
             with db.transaction() as session:
                 pending = crud.recover_interrupted(session)

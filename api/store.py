@@ -61,6 +61,7 @@ class SqlJobStore:
             outputs,
             Combine(job.combine),
             job.epsilon,
+            dataset.node,
         )
 
     def progress(self, job_id: str, done: int, total: int) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 from privacy.outputs import Combine, make_output_spec
 from runner.blocks import BlockLayout, load_layout
 from runner.docker_sandbox import DockerSandbox
-from runner.pipeline import AggregateJob, run_aggregate
+from runner.pipeline import AggregateJob, local_block_results, run_aggregate
 from runner.sample import write_code
 from sandbox.container import SandboxLimits
 from sandbox.image import build_runner_image
@@ -97,7 +97,8 @@ def job_seconds(
         for o in runpy.run_path(str(EXAMPLE))["OUTPUTS"]
     ]
     started = time.perf_counter()
-    result = run_aggregate(AggregateJob(code, sub, outputs, Combine.MEAN, 1.0), sandbox, slots)
+    job = AggregateJob(code, sub, outputs, Combine.MEAN, 1.0)
+    result = run_aggregate(job, local_block_results(job, sandbox, slots))
     return time.perf_counter() - started, result.report.blocks_defaulted  # fmt: skip
 
 

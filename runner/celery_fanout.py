@@ -1,6 +1,8 @@
-"""The trusted reducer's side of the scale-out shape: a query job's blocks go out in chunks to
-the queue of the node holding the dataset; partials come back, are checked against the plan
-and handed to ``run_query``, which adds them up and draws the noise once.
+"""The trusted reducer's side of the scale-out shape: a job's blocks go out in chunks to the
+queue of the node holding the dataset. For a query, partial aggregates come back, are checked
+against the plan and handed to ``run_query``; for an aggregate job, each block's parsed and
+clipped values come back, are checked and handed to ``run_aggregate``. Either adds them up and
+draws the noise once.
 
 Exactly one answer per chunk is used, whatever the broker redelivers and however often a
 chunk was sent. A node that answers no chunk within ``wait_seconds`` fails the job before any
@@ -14,22 +16,30 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from celery.states import READY_STATES
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
 from runner.celery_app import node_queue, policy_to_wire
+from runner.pipeline import AggregateJob, BlockResult
 from runner.query import CHUNK_BLOCKS, QueryJob, block_chunks
+from sandbox.container import SandboxLimits
 
 log = logging.getLogger(__name__)
 #: What a broker (or result store) that is restarting or briefly away raises.
 BROKER_AWAY = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
+#: Blocks per aggregate task: each block runs contestant code (tens of milliseconds to the
+#: wall-clock limit), so chunks are smaller than a query's and report progress per block.
+AGGREGATE_CHUNK_BLOCKS = 10
 #: Attempts at one chunk that may fail for a transient reason (the node lost its broker
 #: connection while storing the answer) before the job fails with the node's error.
 MAX_ATTEMPTS = 5
@@ -43,6 +53,12 @@ class NodeTaskFailed(RuntimeError):
     """A node's task failed for a reason that running it again will not change."""
 
 
+def _progress(attempt: AsyncResult) -> int:
+    info = attempt.info
+    done = info.get("done", 0) if isinstance(info, dict) else 0
+    return done if type(done) is int else 0
+
+
 def _transient(error: BaseException | None) -> bool:
     """Whether a task's own failure was its worker losing the broker (worth sending again),
     rather than something about the blocks or the plan. Celery rebuilds a remote exception
@@ -54,57 +70,108 @@ def _transient(error: BaseException | None) -> bool:
 
 
 class CeleryBlocks:
+    """Sends a job's blocks, in chunks, to the queue of the node holding its dataset."""
+
     def __init__(
         self,
         app: Celery,
         wait_seconds: float = 300.0,
         resend_seconds: float = 60.0,
         chunk: int = CHUNK_BLOCKS,
+        limits: SandboxLimits | None = None,
+        aggregate_chunk: int = AGGREGATE_CHUNK_BLOCKS,
     ) -> None:
         self._app = app
         self._wait = wait_seconds
         self._resend = resend_seconds
         self._chunk = chunk
+        self._limits = limits or SandboxLimits()
+        self._aggregate_chunk = aggregate_chunk
 
     def partials(
         self, job: QueryJob, progress: Callable[[int, int], None] | None = None
     ) -> Iterator[Partials]:
-        """Each chunk's partials as they come back. A chunk unanswered for ``resend_seconds``
-        is sent again (a worker may have died holding it, or while taking it off the queue,
-        which Redis cannot give back, or the broker restarted empty); the first answer wins,
-        later ones are ignored. A broker briefly away is waited for, up to ``wait_seconds``
-        without an answer."""
+        """Each chunk's partial aggregates as they come back, checked against the plan."""
         if job.raw_plan is None or job.policy is None:
             raise ValueError("a fanned-out query needs its raw plan and the dataset's policy")
-        total = job.layout.blocks
-        chunks = block_chunks(total, self._chunk)
-        queue = node_queue(job.node)
-        directory, plan, policy = (
-            str(job.layout.directory),
-            dict(job.raw_plan),
-            policy_to_wire(job.policy),
-        )
+        args = (str(job.layout.directory), dict(job.raw_plan), policy_to_wire(job.policy))
+        done = 0
+        for chunk, wire in self._fan_out(
+            job.node, job.layout.blocks, block_chunks(job.layout.blocks, self._chunk),
+            "unseen.query_blocks", lambda blocks: (args[0], blocks, args[1], args[2]),
+        ):  # fmt: skip
+            yield Partials.from_wire(wire, job.plan)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, job.layout.blocks)
+
+    def block_results(self, job: AggregateJob) -> Iterator[BlockResult]:
+        """Each block's parsed, clipped result as its chunk comes back, checked: exactly the
+        blocks asked for, each once, with exactly the declared values."""
+        code = job.code_path.read_text(encoding="utf-8")
+        outputs = [asdict(spec) for spec in job.outputs]
+        limits = asdict(self._limits)
+        directory = str(job.layout.directory)
+        for chunk, wire in self._fan_out(
+            job.node, job.layout.blocks, block_chunks(job.layout.blocks, self._aggregate_chunk),
+            "unseen.run_blocks",
+            lambda blocks: (job.job_id, directory, code, blocks, outputs, limits),
+        ):  # fmt: skip
+            expected = frozenset(chunk)
+            if not isinstance(wire, list) or len(wire) != len(chunk):
+                raise ValueError(f"node {job.node!r} answered a chunk of {len(chunk)} blocks "
+                                 "with the wrong number of results")  # fmt: skip
+            results = [BlockResult.from_wire(item, job.outputs, expected) for item in wire]
+            if {result.index for result in results} != expected:
+                raise ValueError(f"node {job.node!r} answered some blocks twice")
+            yield from results
+
+    def _fan_out(
+        self,
+        node: str,
+        total: int,
+        chunks: list[list[int]],
+        task: str,
+        args: Callable[[list[int]], tuple[Any, ...]],
+    ) -> Iterator[tuple[list[int], Any]]:
+        """Send every chunk to the node's queue; yield (chunk, answer) once per chunk.
+
+        A chunk with no sign of life for ``resend_seconds`` (no answer, no progress) is sent
+        again: a worker may have died holding it, or while taking it off the queue, which
+        Redis cannot give back, or the broker restarted empty. The first answer wins; later
+        ones are ignored. A broker briefly away is waited for, up to ``wait_seconds`` without
+        any sign of life from the node."""
+        queue = node_queue(node)
 
         def send(index: int) -> None:
             sent[index] = time.monotonic()
-            attempts[index].append(self._app.send_task(
-                "unseen.query_blocks", args=(directory, chunks[index], plan, policy), queue=queue
-            ))  # fmt: skip
+            attempts[index].append(self._app.send_task(task, args=args(chunks[index]), queue=queue))
 
         attempts: dict[int, list[AsyncResult]] = {index: [] for index in range(len(chunks))}
         failures = dict.fromkeys(attempts, 0)
         sent = dict.fromkeys(attempts, -math.inf)  # never sent: due now
+        progressed: dict[str, int] = {}  # task id -> blocks it said it had done
         done, heard, away = 0, time.monotonic(), False
         try:
             while attempts:
-                answered = False
+                alive = False
                 try:
                     for index in list(attempts):
-                        ready = next((r for r in attempts[index] if r.ready()), None)
+                        ready = None
+                        for attempt in attempts[index]:
+                            state = attempt.state
+                            if state in READY_STATES:
+                                ready = attempt
+                                break
+                            if state == "PROGRESS" and _progress(attempt) > progressed.get(
+                                attempt.id, 0
+                            ):
+                                progressed[attempt.id] = _progress(attempt)
+                                alive, sent[index] = True, time.monotonic()
                         if ready is not None and not ready.successful():
                             # The task's own failure, not the broker's: never mistake one
                             # for the other, or a lost answer would be waited for forever.
-                            self._failed(job, index, attempts, failures, ready)
+                            self._failed(node, index, attempts, failures, ready)
                             ready, sent[index] = None, -math.inf  # due again now
                         if ready is None:
                             if time.monotonic() - sent[index] > self._resend:
@@ -114,24 +181,24 @@ class CeleryBlocks:
                         for other in attempts.pop(index):
                             if other is not ready:
                                 other.revoke()
-                        yield Partials.from_wire(wire, job.plan)
+                        yield chunks[index], wire
                         done += len(chunks[index])
-                        answered, heard = True, time.monotonic()
-                        if progress is not None:
-                            progress(done, total)
+                        alive = True
                 except BROKER_AWAY as exc:  # a broker restart: what it held is re-sent when due
                     if not away:
                         log.warning("broker unreachable while blocks are out (%r); retrying", exc)
                     away = True
                 else:
                     away = False
-                if not answered:
-                    if time.monotonic() - heard > self._wait:
-                        raise NodeUnavailable(
-                            f"node {job.node!r} answered {done} of {total} blocks and then "
-                            f"nothing for {self._wait:g} s: is its worker running "
-                            f"(celery -A runner.node_tasks worker -Q {queue}), and the broker?"
-                        )
+                if alive:
+                    heard = time.monotonic()
+                elif time.monotonic() - heard > self._wait:
+                    raise NodeUnavailable(
+                        f"node {node!r} answered {done} of {total} blocks and then "
+                        f"nothing for {self._wait:g} s: is its worker running "
+                        f"(celery -A runner.node_tasks worker -Q {queue}), and the broker?"
+                    )
+                else:
                     time.sleep(0.05)
         finally:
             for pending in attempts.values():
@@ -141,7 +208,7 @@ class CeleryBlocks:
 
     @staticmethod
     def _failed(
-        job: QueryJob,
+        node: str,
         index: int,
         attempts: dict[int, list[AsyncResult]],
         failures: dict[int, int],
@@ -154,7 +221,7 @@ class CeleryBlocks:
         failures[index] += 1
         if not _transient(error) or failures[index] >= MAX_ATTEMPTS:
             raise NodeTaskFailed(
-                f"node {job.node!r} failed a chunk of blocks {failures[index]} time(s): "
+                f"node {node!r} failed a chunk of blocks {failures[index]} time(s): "
                 f"{type(error).__name__ if error else 'unknown error'}: {error}"
             )
-        log.warning("node %r lost a chunk's answer (%r); sending it again", job.node, error)
+        log.warning("node %r lost a chunk's answer (%r); sending it again", node, error)

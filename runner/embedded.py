@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from runner.pipeline import BlockRunner
+from runner.pipeline import BlockRunner, BlockSource
 from runner.query import PartialsSource, local_partials
 from runner.tasks import JobStore, execute_job
 
@@ -52,8 +52,10 @@ class EmbeddedWorker:
         queued: Callable[[], list[str]] | None = None,
         poll_seconds: float = 0.25,
         query_source: PartialsSource = local_partials,
+        block_source: BlockSource | None = None,
     ) -> None:
         self._query_source = query_source
+        self._block_source = block_source
         self._store = store
         self._run_block = run_block
         self._slots = slots
@@ -102,7 +104,7 @@ class EmbeddedWorker:
             try:
                 execute_job(
                     str(item), self._store, self._run_block, self._slots,
-                    query_source=self._query_source,
+                    query_source=self._query_source, block_source=self._block_source,
                 )  # fmt: skip
             except Exception:  # keep the worker alive; execute_job already recorded the failure
                 log.exception("worker: job %s crashed", item)

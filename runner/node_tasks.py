@@ -1,24 +1,46 @@
-"""The tasks a data node's Celery worker runs, next to its own blocks.
+"""The tasks a data node's Celery worker runs, next to its own blocks and its own Docker engine.
 
     UNSEEN_BROKER_URL=redis://... celery -A runner.node_tasks worker -Q node.<label>
 
-A node answers with partial aggregates of its blocks (bounded per privacy unit, summed over the
-chunk), never rows; the trusted reducer checks them against the plan, adds them up and draws
-the noise once. ``UNSEEN_NODE_DATA_DIR``, when set, is the only tree a task may read from.
+A node answers with what the trusted reducer needs and nothing more: partial aggregates of its
+blocks for a query (bounded per privacy unit, summed over the chunk), or each block's output
+parsed strictly and clipped for an aggregate job; never rows, never raw output. The reducer
+checks the answers, adds them up and draws the noise once. ``UNSEEN_NODE_DATA_DIR``, when set,
+is the only tree a task may read from; job code is written under ``UNSEEN_NODE_JOBS_DIR``
+(a path the node's Docker engine can bind-mount).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from celery import Task
+from celery.signals import worker_process_shutdown
+
+from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
 from runner.blocks import load_layout
 from runner.celery_app import make_celery, policy_from_wire
+from runner.docker_sandbox import DockerSandbox
+from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
+from runner.sample import CODE_FILE, write_code
+from sandbox.container import SandboxLimits
+from sandbox.policy import check_code
 
 app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"))
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: A job's sandbox containers are kept between its chunks, and removed once no chunk of it
+#: has come for this long (the node does not know which chunk is a job's last).
+IDLE_SECONDS = float(os.environ.get("UNSEEN_NODE_IDLE_SECONDS", "10"))
 
 
 def _own_directory(raw: str) -> Path:
@@ -38,3 +60,113 @@ def query_blocks(
     parsed_policy = policy_from_wire(policy)
     parsed = parse_plan(plan, parsed_policy)  # validated again here: the node trusts no one
     return chunk_partials(layout, blocks, parsed, parsed_policy.unit_column).to_wire()
+
+
+class _Sandboxes:
+    """This worker process's sandbox, made on first use (after Celery forked it), and the
+    jobs whose containers it keeps warm between chunks."""
+
+    def __init__(self) -> None:
+        self._sandbox: DockerSandbox | None = None
+        self._limits: SandboxLimits | None = None
+        self._last_used: dict[Path, float] = {}
+        self._busy: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+
+    def acquire(self, code_path: Path, limits: SandboxLimits) -> DockerSandbox:
+        with self._lock:
+            if self._sandbox is None or limits != self._limits:
+                if self._sandbox is not None:
+                    self._finish_all_locked()
+                self._sandbox = DockerSandbox(
+                    os.environ.get("UNSEEN_NODE", "local"), limits,
+                    os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
+                )  # fmt: skip
+                self._limits = limits
+            self._busy[code_path] = self._busy.get(code_path, 0) + 1
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, daemon=True)
+                self._reaper.start()
+            return self._sandbox
+
+    def release(self, code_path: Path) -> None:
+        with self._lock:
+            self._busy[code_path] -= 1
+            self._last_used[code_path] = time.monotonic()
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(min(1.0, IDLE_SECONDS / 2))
+            now = time.monotonic()
+            with self._lock:
+                idle = [path for path, used in self._last_used.items()
+                        if not self._busy.get(path) and now - used > IDLE_SECONDS]  # fmt: skip
+                for path in idle:
+                    self._finish_locked(path)
+
+    def _finish_locked(self, code_path: Path) -> None:
+        self._last_used.pop(code_path, None)
+        self._busy.pop(code_path, None)
+        if self._sandbox is not None:
+            self._sandbox.finish_job(code_path)
+        shutil.rmtree(code_path.parent, ignore_errors=True)
+
+    def _finish_all_locked(self) -> None:
+        for path in list(self._last_used):
+            self._finish_locked(path)
+
+    def finish_all(self) -> None:
+        with self._lock:
+            self._finish_all_locked()
+
+
+SANDBOXES = _Sandboxes()
+
+
+@worker_process_shutdown.connect
+def _remove_containers(**_: object) -> None:
+    SANDBOXES.finish_all()
+
+
+def _jobs_dir() -> Path:
+    default = Path(tempfile.gettempdir()) / "unseen-node-jobs"
+    return Path(os.environ.get("UNSEEN_NODE_JOBS_DIR") or default)
+
+
+@app.task(name="unseen.run_blocks", bind=True)
+def run_blocks(
+    self: Task,
+    job_id: str,
+    directory: str,
+    code: str,
+    blocks: list[int],
+    outputs: list[dict[str, Any]],
+    limits: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Run these blocks of an aggregate job in this node's sandbox; each block's output parsed
+    strictly and clipped here, its stderr's end kept for the organizer. Progress after every
+    block tells the reducer the chunk is alive (a long chunk is not sent again)."""
+    if not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job id {job_id!r} is not a plain name")
+    violations = check_code(code)  # the API checked it; the node trusts no one
+    if violations:
+        raise ValueError(f"code refused by the policy: {violations[0]}")
+    layout = load_layout(_own_directory(directory))
+    specs = [make_output_spec(**spec) for spec in outputs]
+    known = {field.name for field in fields(SandboxLimits)}
+    sandbox_limits = SandboxLimits(**{k: v for k, v in limits.items() if k in known})
+    # One copy per worker process, removed with the job's containers when the job goes idle
+    # (taken as busy before it is written, so the idle sweep cannot remove it under us).
+    name = f"{job_id}-{os.getpid()}"
+    sandbox = SANDBOXES.acquire(_jobs_dir() / name / CODE_FILE, sandbox_limits)
+    answers: list[dict[str, Any]] = []
+    try:
+        code_path = write_code(_jobs_dir(), name, code)
+        job = AggregateJob(code_path, layout, specs, Combine.SUM, 0.0)
+        for result in local_block_results(job, sandbox, 1, blocks, finish=False):
+            answers.append(result.to_wire())
+            self.update_state(state="PROGRESS", meta={"done": len(answers)})
+    finally:
+        SANDBOXES.release(_jobs_dir() / name / CODE_FILE)
+    return answers

@@ -1,22 +1,22 @@
 """The aggregate-mode job pipeline: run every block in the sandbox, parse, clip, combine, noise.
 
-Pure orchestration over two injected edges — a ``BlockRunner`` (the sandbox) and a progress
-callback — so the same code runs in the embedded worker and, later, in Celery tasks.
+Pure orchestration over injected edges — where block results come from (the sandbox here, or
+a data node's Celery worker running the same ``local_block_results``) and a progress callback.
 Block outcomes and logs are collected for organizers only; the contestant-facing result is the
 noisy release and nothing else.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from privacy.outputs import BlockOutcome, Combine, OutputSpec, parse_block_output
-from privacy.sample_aggregate import BlockAccumulator, ReleasedValue
+from privacy.sample_aggregate import BlockAccumulator, ReleasedValue, clip
 from runner.blocks import BlockLayout
 from sandbox.container import BlockRun, RunEnd
 
@@ -43,6 +43,69 @@ class AggregateJob:
     outputs: list[OutputSpec]
     combine: Combine
     epsilon: float
+    node: str = "local"  # the data node holding the dataset
+
+    @property
+    def job_id(self) -> str:
+        return self.code_path.parent.name
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """One block's run as the trusted side keeps it: its output parsed strictly and clipped,
+    how the run ended, and (for the organizer only) the end of its stderr. Never the raw
+    output: whoever ran the block (this process or a data node) parsed it."""
+
+    index: int
+    values: dict[str, float]
+    outcome: BlockOutcome
+    end: RunEnd
+    exit_code: int | None
+    seconds: float
+    log: str = ""  # organizer-only; empty when the block wrote no stderr and exited
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "values": self.values, "outcome": self.outcome.value,
+            "end": self.end.value, "exit_code": self.exit_code, "seconds": self.seconds,
+            "log": self.log,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(
+        cls, wire: Any, outputs: list[OutputSpec], expected: frozenset[int]
+    ) -> BlockResult:
+        """Read a node's answer for one block, strictly: a block asked for, exactly the
+        declared values, finite numbers, known outcomes; the values are clipped again here."""
+        if not isinstance(wire, dict) or set(wire) != WIRE_FIELDS:
+            raise ValueError(f"a block result has exactly the fields {sorted(WIRE_FIELDS)}")
+        index, values = wire["index"], wire["values"]
+        if type(index) is not int or index not in expected:
+            raise ValueError(f"block {index!r} was not asked of this node")
+        names = {spec.name for spec in outputs}
+        if not isinstance(values, dict) or set(values) != names:
+            raise ValueError(f"block {index}: values must be exactly {sorted(names)}")
+        if not all(_finite_number(values[name]) for name in names):
+            raise ValueError(f"block {index}: every value must be a finite number")
+        exit_code, seconds, log = wire["exit_code"], wire["seconds"], wire["log"]
+        if not (exit_code is None or type(exit_code) is int) or not _finite_number(seconds):
+            raise ValueError(f"block {index}: exit code or seconds malformed")
+        if not isinstance(log, str) or len(log) > 2 * LOG_BYTES_PER_BLOCK + 200:
+            raise ValueError(f"block {index}: log malformed or too long")
+        clipped = {spec.name: clip(float(values[spec.name]), spec) for spec in outputs}
+        return cls(
+            index, clipped, BlockOutcome(wire["outcome"]), RunEnd(wire["end"]), exit_code,
+            float(seconds), log,
+        )  # fmt: skip
+
+
+WIRE_FIELDS = frozenset({"index", "values", "outcome", "end", "exit_code", "seconds", "log"})
+#: Where an aggregate job's block results come from: blocks run here, or on a data node.
+BlockSource = Callable[[AggregateJob], Iterable[BlockResult]]
+
+
+def _finite_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -66,24 +129,64 @@ class AggregateResult:
     report: AggregateReport
 
 
-def _record(report: AggregateReport, index: int, run: BlockRun, outcome: BlockOutcome) -> None:
-    report.blocks += 1
-    report.ends[run.end.value] = report.ends.get(run.end.value, 0) + 1
-    report.outcomes[outcome.value] = report.outcomes.get(outcome.value, 0) + 1
-    report.block_seconds_total += run.seconds
-    if len(report.logs) < LOG_BLOCKS_KEPT and (run.stderr or run.end is not RunEnd.EXITED):
+def block_result(index: int, run: BlockRun, outputs: list[OutputSpec]) -> BlockResult:
+    """Parse and clip one run's output where it ran; keep only the end of its stderr."""
+    parsed = parse_block_output(run.stdout, outputs)
+    clipped = {
+        spec.name: clip(parsed.values.get(spec.name, spec.default), spec) for spec in outputs
+    }
+    log = ""
+    if run.stderr or run.end is not RunEnd.EXITED:
         text = run.stderr[-LOG_BYTES_PER_BLOCK:].decode("utf-8", "replace")
-        report.logs.append(f"--- block {index} ({run.end.value}, exit {run.exit_code}) ---\n{text}")
+        log = f"--- block {index} ({run.end.value}, exit {run.exit_code}) ---\n{text}"
+    return BlockResult(index, clipped, parsed.outcome, run.end, run.exit_code, run.seconds, log)
+
+
+def _record(report: AggregateReport, result: BlockResult) -> None:
+    report.blocks += 1
+    report.ends[result.end.value] = report.ends.get(result.end.value, 0) + 1
+    report.outcomes[result.outcome.value] = report.outcomes.get(result.outcome.value, 0) + 1
+    report.block_seconds_total += result.seconds
+    if len(report.logs) < LOG_BLOCKS_KEPT and result.log:
+        report.logs.append(result.log)
+
+
+def local_block_results(
+    job: AggregateJob,
+    run_block: BlockRunner,
+    slots: int,
+    blocks: Sequence[int] | None = None,
+    finish: bool = True,
+) -> Iterator[BlockResult]:
+    """Run blocks here, ``slots`` at a time, in the sandbox; yield each as it finishes.
+    The job's sandbox containers are released when the last block is done, unless the caller
+    (a node running one chunk of many) keeps them with ``finish=False``."""
+    indices = range(job.layout.blocks) if blocks is None else blocks
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="block") as pool:
+            futures = [
+                pool.submit(
+                    lambda i: block_result(
+                        i, run_block(job.code_path, job.layout.block_path(i)), job.outputs
+                    ),
+                    index,
+                )
+                for index in indices
+            ]
+            for future in as_completed(futures):
+                yield future.result()
+    finally:
+        if finish:
+            run_block.finish_job(job.code_path)
 
 
 def run_aggregate(
     job: AggregateJob,
-    run_block: BlockRunner,
-    slots: int,
+    results: Iterable[BlockResult],
     progress: Callable[[int, int], None] | None = None,
     max_sandbox_errors: int = 0,
 ) -> AggregateResult:
-    """Run all blocks (``slots`` at a time), then release once with fresh noise.
+    """Take every block's result, then release once with fresh noise.
 
     Anything the untrusted code does — crash, hang, OOM, garbage — gives that block its
     declared defaults. Only sandbox failures (more than ``max_sandbox_errors`` of them) abort
@@ -91,29 +194,14 @@ def run_aggregate(
     """
     accumulator = BlockAccumulator(job.outputs, job.combine, job.layout.blocks)
     report = AggregateReport()
-    lock = threading.Lock()
     sandbox_errors = 0
-    done = 0
-
-    def one(index: int) -> None:
-        nonlocal sandbox_errors, done
-        run = run_block(job.code_path, job.layout.block_path(index))
-        parsed = parse_block_output(run.stdout, job.outputs)
-        with lock:
-            if run.end is RunEnd.SANDBOX_ERROR:
-                sandbox_errors += 1
-            accumulator.add(index, parsed.values)
-            _record(report, index, run, parsed.outcome)
-            done += 1
-            if progress is not None:
-                progress(done, job.layout.blocks)
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="block") as pool:
-            for future in [pool.submit(one, i) for i in range(job.layout.blocks)]:
-                future.result()
-    finally:
-        run_block.finish_job(job.code_path)
+    for result in results:
+        if result.end is RunEnd.SANDBOX_ERROR:
+            sandbox_errors += 1
+        accumulator.add(result.index, result.values)  # refuses a block counted twice
+        _record(report, result)
+        if progress is not None:
+            progress(report.blocks, job.layout.blocks)
 
     if sandbox_errors > max_sandbox_errors:
         detail = report.logs[-1] if report.logs else ""

@@ -28,12 +28,15 @@ class SampleRun:
     seconds: float
 
 
+CODE_FILE = "analysis.py"
+
+
 def write_code(jobs_dir: Path, job_id: str, code: str) -> Path:
     """The job's code as a world-readable file: the sandbox's uid mounts it read-only."""
     directory = jobs_dir / job_id
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o755)
-    path = directory / "analysis.py"
+    path = directory / CODE_FILE
     path.write_text(code, encoding="utf-8")
     os.chmod(path, 0o644)
     return path

@@ -18,7 +18,14 @@ from typing import Any, Protocol
 from privacy.outputs import Combine, OutputSpec
 from privacy.query import DatasetPolicy, QueryPlan
 from runner.blocks import BlockLayout
-from runner.pipeline import AggregateJob, AggregateResult, BlockRunner, run_aggregate
+from runner.pipeline import (
+    AggregateJob,
+    AggregateResult,
+    BlockRunner,
+    BlockSource,
+    local_block_results,
+    run_aggregate,
+)
 from runner.query import PartialsSource, QueryJob, QueryResult, local_partials, run_query
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,7 @@ class ClaimedJob:
     outputs: list[OutputSpec]
     combine: Combine
     epsilon: float
+    node: str = "local"  # the data node holding the dataset
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,10 @@ def execute_job(
     slots: int,
     on_progress: Callable[[int, int], None] | None = None,
     query_source: PartialsSource = local_partials,
+    block_source: BlockSource | None = None,
 ) -> JobState:
-    """Run one queued job to its next resting state and return that state."""
+    """Run one queued job to its next resting state and return that state. Blocks run here
+    in ``run_block`` unless ``block_source`` sends them elsewhere (a data node)."""
     try:
         claimed = store.claim(job_id)
     except Exception as exc:  # e.g. no disk space for the job's files: nothing ran
@@ -117,9 +127,15 @@ def execute_job(
             result = run_query(query, progress, query_source)
         else:
             job = AggregateJob(
-                claimed.code_path, claimed.layout, claimed.outputs, claimed.combine, claimed.epsilon
+                claimed.code_path, claimed.layout, claimed.outputs, claimed.combine,
+                claimed.epsilon, claimed.node,
+            )  # fmt: skip
+            results = (
+                local_block_results(job, run_block, slots)
+                if block_source is None
+                else block_source(job)
             )
-            result = run_aggregate(job, run_block, slots, progress)
+            result = run_aggregate(job, results, progress)
     except Exception as exc:  # nothing was released: no noise drawn yet
         log.exception("job %s failed before release", job_id)
         store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)

@@ -32,6 +32,7 @@ from tests.conftest import (
     redis_server,
     start_deployment,
 )
+from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS
 
 pytestmark = pytest.mark.docker
 PLAN = (
@@ -63,8 +64,10 @@ class NodeWorker:
              "-Q", f"node.{node}", "-c", "2", "-n", f"{node}-{secrets.token_hex(2)}@%h",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker,
-                 "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4"},
+            env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": node,
+                 "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4",
+                 "UNSEEN_NODE_JOBS_DIR": str(log.parent / f"{log.stem}-jobs"),
+                 "UNSEEN_NODE_IDLE_SECONDS": "2"},
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text(errors="replace"):
@@ -117,6 +120,9 @@ def fanned_out(
     yield node
     node.worker.stop()
     deployed.server.stop()
+    leftover = _node_containers(label)  # a SIGKILLed worker's zygotes exit, but stay listed
+    if leftover:
+        subprocess.run(["docker", "rm", "-f", *leftover], capture_output=True, check=False)
 
 
 def test_the_nodes_worker_computes_the_blocks_and_the_reducer_noises_once(
@@ -212,8 +218,15 @@ def test_a_node_that_cannot_read_its_blocks_fails_the_job_naming_why(
 def test_a_node_without_a_worker_fails_the_job_and_returns_the_budget(
     fanned_out: Node,
 ) -> None:
-    deployed = fanned_out.deployed
     fanned_out.worker.stop()  # the node goes away
+    try:
+        _no_worker_fails_the_job(fanned_out)
+    finally:
+        fanned_out.start_worker("worker-back.log")
+
+
+def _no_worker_fails_the_job(fanned_out: Node) -> None:
+    deployed = fanned_out.deployed
     before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
     job = deployed.contestant.query("cards_60", PLAN, 0.5)
     done = deployed.contestant.wait(job["id"], timeout=120)
@@ -242,3 +255,54 @@ def test_a_nodes_partials_equal_the_local_ones(fanned_out: Node) -> None:
     job = QueryJob(layout, plan, policy.unit_column, 1.0)
     here = combine_partials(local_partials(job))
     assert Partials.from_wire(wire, plan).to_wire() == here.to_wire()
+
+
+def _node_containers(label: str) -> list[str]:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=unseen.node={label}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return listed.stdout.split()
+
+
+def test_an_aggregate_job_runs_its_blocks_on_the_node(fanned_out: Node) -> None:
+    """Sample-and-aggregate on the node: the contestant's code runs in the node's sandbox
+    containers, chunk by chunk; the node sends back each block's parsed, clipped values; the
+    reducer noises once. The node's containers and code copies go once the job is idle."""
+    deployed, worker = fanned_out.deployed, fanned_out.worker
+    before = worker.log.read_text(errors="replace").count("unseen.run_blocks")
+    job = deployed.contestant.submit("cards_60", EXAMPLE, FARE_OUTPUTS, 1.0)
+    done = deployed.contestant.wait(job["id"], timeout=300)
+    assert done["state"] == "awaiting_review", deployed.organizer.job(job["id"])
+    report = deployed.organizer.job(job["id"])["report"]
+    assert report["blocks"] == BLOCKS and report["outcomes"] == {"ok": BLOCKS}, report
+    text = worker.log.read_text(errors="replace")
+    succeeded = [line for line in text.splitlines()[-2000:] if "unseen.run_blocks" in line
+                 and "succeeded in" in line]  # fmt: skip
+    assert text.count("unseen.run_blocks") > before and len(succeeded) >= math.ceil(BLOCKS / 10)
+    released = deployed.organizer.release(job["id"])["result"]
+    assert [v["noise_scale"] for v in released] == pytest.approx([8 / BLOCKS * 3] * 3)
+    assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
+    deadline = time.monotonic() + 30
+    while _node_containers(fanned_out.label):
+        assert time.monotonic() < deadline, "the node kept the job's containers"
+        time.sleep(0.5)
+    jobs_dir = worker.log.parent / f"{worker.log.stem}-jobs"
+    assert not any(jobs_dir.glob(f"{job['id']}-*")), "the node kept the job's code"
+
+
+def test_a_node_killed_mid_aggregate_job_counts_every_block_once(fanned_out: Node) -> None:
+    deployed = fanned_out.deployed
+    first = fanned_out.worker
+    job = deployed.contestant.submit("cards_60", EXAMPLE, FARE_OUTPUTS, 0.5)
+    deadline = time.monotonic() + 60
+    while deployed.contestant.job(job["id"])["progress"]["blocks_done"] < 10:
+        assert time.monotonic() < deadline, "the node never answered a chunk"
+        time.sleep(0.02)
+    first.kill()
+    fanned_out.start_worker("worker-agg.log")
+    done = deployed.contestant.wait(job["id"], timeout=300)
+    assert done["state"] == "awaiting_review", deployed.organizer.job(job["id"])
+    report = deployed.organizer.job(job["id"])["report"]
+    assert report["blocks"] == BLOCKS and report["outcomes"] == {"ok": BLOCKS}, report
+    assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
