@@ -5,7 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: system install image server-image demo test lint unit clean compose-up compose-down
+.PHONY: system install image server-image demo test lint unit clean compose-up compose-down \
+	compose-demo
 
 # Debian packages (debootstrap, docker-compose) and a running Docker engine; no-op when present.
 system:
@@ -24,15 +25,22 @@ image: system $(STAMP)
 server-image: system $(STAMP)
 	$(BIN)/unseen images build --server
 
-# The embedded server in a container (docker-compose.yml); state under var/compose.
+# The scale-out stack (docker-compose.yml): API on PostgreSQL, Redis, data nodes node-a and
+# node-b; every image built here. State under var/compose; put a node's files in its directory.
 COMPOSE_DIR ?= $(CURDIR)/var/compose
+COMPOSE := UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose -p unseen
 compose-up: server-image
-	mkdir -p $(COMPOSE_DIR)
-	UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose up -d
-	@echo "server on http://127.0.0.1:8000; bootstrap token in $(COMPOSE_DIR)/server/bootstrap-token"
+	mkdir -p $(COMPOSE_DIR)/server $(COMPOSE_DIR)/node-a $(COMPOSE_DIR)/node-b
+	$(COMPOSE) build redis postgres
+	$(COMPOSE) up -d
+	@echo "API on http://127.0.0.1:8000; bootstrap token in $(COMPOSE_DIR)/server/bootstrap-token"
 
 compose-down:
-	UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose down
+	$(COMPOSE) down
+
+# The demo flow against a fresh stack (its own project; stopped at the end).
+compose-demo: server-image
+	$(BIN)/python -m examples.compose_demo
 
 demo: image
 	$(BIN)/python examples/demo.py

@@ -12,8 +12,9 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fastapi import FastAPI
 
@@ -41,6 +42,9 @@ from api.web import pages
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
 from runner.pipeline import BlockSource
+
+if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
+    from runner.celery_fanout import RemoteNodes
 from runner.query import PartialsSource, local_partials, stop_query_processes
 
 log = logging.getLogger(__name__)
@@ -61,19 +65,30 @@ def worker_lock(data_dir: Path) -> TextIO | None:
     return handle
 
 
-def node_sources(settings: Settings) -> tuple[PartialsSource, BlockSource | None]:
-    """Where query partials and aggregate blocks come from: computed here, or — with a
-    broker — by the data nodes' Celery workers."""
-    if settings.broker_url is None:
-        return local_partials, None
-    from runner.celery_app import make_celery
-    from runner.celery_fanout import CeleryBlocks
+@dataclass(frozen=True)
+class NodeLinks:
+    """How this server reaches data nodes: where query partials and aggregate blocks come
+    from (computed here, or — with a broker — by the nodes' Celery workers), and one-off
+    calls to a node (registering a dataset it holds)."""
 
-    blocks = CeleryBlocks(
-        make_celery(settings.broker_url), settings.node_wait_seconds,
-        settings.node_resend_seconds, limits=settings.limits,
-    )  # fmt: skip
-    return blocks.partials, blocks.block_results
+    partials: PartialsSource = local_partials
+    blocks: BlockSource | None = None
+    nodes: RemoteNodes | None = None
+
+
+def node_links(settings: Settings) -> NodeLinks:
+    if settings.broker_url is None:
+        return NodeLinks()
+    from runner.celery_app import make_celery
+    from runner.celery_fanout import CeleryBlocks, RemoteNodes
+
+    app = make_celery(settings.broker_url)
+    fan_out = CeleryBlocks(
+        app, settings.node_wait_seconds, settings.node_resend_seconds, limits=settings.limits
+    )
+    return NodeLinks(
+        fan_out.partials, fan_out.block_results, RemoteNodes(app, settings.node_wait_seconds)
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -88,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.node, settings.limits, settings.runner_image, settings.isolation
         )
         lock = worker_lock(settings.data_dir)
+        links = node_links(settings)
         worker: JobSubmitter
         if lock is None:  # another API process of this server runs the jobs
             worker = PolledElsewhere()
@@ -96,16 +112,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reaped:
                 log.warning("removed %d orphaned sandbox container(s)", reaped)
             store = SqlJobStore(db, settings.jobs_dir)
-            partials, blocks = node_sources(settings)
             worker = EmbeddedWorker(
                 store, sandbox, settings.slots, queued=store.queued,
-                query_source=partials, block_source=blocks,
+                query_source=links.partials, block_source=links.blocks,
             )  # fmt: skip
             with db.transaction() as session:
                 pending = crud.recover_interrupted(session)
             worker.start(pending)
         app.state.context = AppContext(
-            settings, db, worker, sandbox.image_problem, sandbox, sandbox.image
+            settings, db, worker, sandbox.image_problem, sandbox, sandbox.image, links.nodes
         )
         # What start-up made lives as long as the process: out of the collector's sight, so a
         # full collection under load walks only what requests made (shorter pauses, lower p99).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -12,6 +12,9 @@ from api.db import Database
 from api.settings import Settings
 from runner.embedded import JobSubmitter
 from runner.pipeline import BlockRunner
+
+if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
+    from runner.celery_fanout import RemoteNodes
 
 
 @dataclass
@@ -22,6 +25,7 @@ class AppContext:
     image_ready: Callable[[], str | None]  # None when the runner image is ready, else the fix
     run_block: BlockRunner  # the sandbox, for synchronous runs on public samples
     runner_image: str  # the sandboxes' image tag, told to clients that run samples locally
+    nodes: RemoteNodes | None = None  # data nodes reached through the broker, if there is one
 
 
 async def _context(request: Request) -> AppContext:  # async: no thread hand-off

@@ -93,6 +93,11 @@ class NewDataset(Strict):
     team_delta: float = Field(
         1e-6, ge=0, lt=1, description="δ cap per team, spent only by partition selection."
     )
+    node: Name | None = Field(
+        None,
+        description="Data node that holds the data (default: this server). Another node's "
+        "worker partitions it there; paths are on that node, and the data never comes here.",
+    )
 
 
 class DatasetOut(BaseModel):

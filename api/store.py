@@ -1,11 +1,24 @@
-"""The runner's ``JobStore`` on top of the database: each job transition is one transaction."""
+"""The runner's ``JobStore`` on top of the database: each job transition is one transaction.
+
+The database may be briefly away while a job runs (PostgreSQL restarting, a network blip). A
+job's progress is then skipped (the next update lands); its result and its failure are retried
+until the database is back, for up to ``outage_seconds``: the release was paid for with noise
+already drawn, so it must not be dropped. Retrying is safe: each is one transaction guarded by
+the job's state, so one that did commit before its answer was lost is not applied twice.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
 from api import crud
 from api.db import Database
@@ -13,17 +26,44 @@ from api.models import Dataset, Job
 from privacy.budget import to_delta, to_epsilon
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
-from runner.blocks import load_layout
+from runner.blocks import BlockLayout
 from runner.pipeline import AggregateResult
 from runner.query import QueryResult
 from runner.sample import write_code
-from runner.tasks import ClaimedJob, ClaimedQuery, ErrorClass, JobState
+from runner.tasks import ClaimedJob, ClaimedQuery, ErrorClass, JobState, StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether an error is the database being unreachable, rather than a bug or a refusal."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 class SqlJobStore:
-    def __init__(self, db: Database, jobs_dir: Path) -> None:
+    def __init__(self, db: Database, jobs_dir: Path, outage_seconds: float = 120.0) -> None:
         self._db = db
         self._jobs_dir = jobs_dir
+        self._outage_seconds = outage_seconds
+
+    def _until_back(self, what: str, attempt: Callable[[bool], T]) -> T:
+        """Run ``attempt(retrying)`` until it gets through to the database, for up to
+        ``outage_seconds``; errors other than the database being away are raised at once."""
+        deadline = time.monotonic() + self._outage_seconds
+        retrying = False
+        while True:
+            try:
+                return attempt(retrying)
+            except DBAPIError as exc:
+                if not database_away(exc) or time.monotonic() > deadline:
+                    raise
+                if not retrying:
+                    log.warning("database unreachable while storing %s; retrying", what)
+                retrying = True
+                time.sleep(1.0)
 
     def queued(self, limit: int = 100) -> list[str]:
         """Ids of queued jobs, oldest first: the worker's poll, for jobs other processes took."""
@@ -34,6 +74,14 @@ class SqlJobStore:
             ))  # fmt: skip
 
     def claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
+        try:
+            return self._claim(job_id)
+        except DBAPIError as exc:
+            if database_away(exc):  # nothing changed: the job stays queued for the next poll
+                raise StoreUnavailable(f"database unreachable: {exc}") from exc
+            raise
+
+    def _claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         with self._db.transaction() as session:
             if not crud.transition(
                 session, job_id, {JobState.QUEUED}, state=JobState.RUNNING.value
@@ -42,7 +90,10 @@ class SqlJobStore:
             job = session.get(Job, job_id)
             dataset = session.get(Dataset, job.dataset_id)
             assert job is not None and dataset is not None
-            layout = load_layout(Path(dataset.directory))
+            # From the catalog, not the node's files: the blocks may be on another node.
+            layout = BlockLayout(
+                Path(dataset.directory), dataset.blocks, dataset.rows, dataset.units
+            )
             job.blocks_total = layout.blocks
             crud.audit(session, None, "job.started", job=job_id)
             policy = crud.dataset_policy(dataset)
@@ -65,10 +116,15 @@ class SqlJobStore:
         )
 
     def progress(self, job_id: str, done: int, total: int) -> None:
-        with self._db.transaction() as session:
-            crud.transition(
-                session, job_id, {JobState.RUNNING}, blocks_done=done, blocks_total=total
-            )
+        try:
+            with self._db.transaction() as session:
+                crud.transition(
+                    session, job_id, {JobState.RUNNING}, blocks_done=done, blocks_total=total
+                )
+        except DBAPIError as exc:
+            if not database_away(exc):
+                raise
+            log.warning("database unreachable: progress of job %s not stored", job_id)
 
     def complete(self, job_id: str, result: AggregateResult | QueryResult) -> None:
         if isinstance(result, QueryResult):
@@ -76,31 +132,46 @@ class SqlJobStore:
         else:
             released = [asdict(value) for value in result.released]
             report, logs = _aggregate_report(result), "\n".join(result.report.logs)
-        with self._db.transaction() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            moved = crud.transition(
-                session,
-                job_id,
-                {JobState.RUNNING},
-                state=JobState.AWAITING_REVIEW.value,
-                result=released,
-                noise_drawn=True,
-                report=report,
-                logs=logs,
-            )
-            if not moved:
-                raise RuntimeError(f"job {job_id} left the running state before its release")
-            crud.commit_budget(session, job)
-            charged = {"epsilon": to_epsilon(job.charge_units), "delta": to_delta(job.delta_units)}
-            crud.audit(session, None, "budget.charged", job=job_id, **charged)
-            crud.audit(session, None, "job.awaiting_review", job=job_id)
+
+        def attempt(retrying: bool) -> None:
+            with self._db.transaction() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                if retrying and job.noise_drawn and job.state != JobState.RUNNING.value:
+                    return  # the first attempt committed; its answer was what got lost
+                self._complete(session, job, released, report, logs)
+
+        self._until_back(f"job {job_id}'s release", attempt)
+
+    @staticmethod
+    def _complete(
+        session: Session, job: Job, released: list[Any], report: dict[str, Any], logs: str
+    ) -> None:
+        moved = crud.transition(
+            session,
+            job.id,
+            {JobState.RUNNING},
+            state=JobState.AWAITING_REVIEW.value,
+            result=released,
+            noise_drawn=True,
+            report=report,
+            logs=logs,
+        )
+        if not moved:
+            raise RuntimeError(f"job {job.id} left the running state before its release")
+        crud.commit_budget(session, job)
+        charged = {"epsilon": to_epsilon(job.charge_units), "delta": to_delta(job.delta_units)}
+        crud.audit(session, None, "budget.charged", job=job.id, **charged)
+        crud.audit(session, None, "job.awaiting_review", job=job.id)
 
     def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
-        with self._db.transaction() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                crud.fail_job(session, job, error, detail, noise_drawn)
+        def attempt(_retrying: bool) -> None:
+            with self._db.transaction() as session:
+                job = session.get(Job, job_id)
+                if job is not None:
+                    crud.fail_job(session, job, error, detail, noise_drawn)
+
+        self._until_back(f"job {job_id}'s failure", attempt)
 
 
 def _aggregate_report(result: AggregateResult) -> dict[str, object]:

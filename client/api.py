@@ -255,10 +255,17 @@ class UnseenClient:
         on_update: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.5,
     ) -> dict[str, Any]:
-        """Poll until the job reaches one of ``until``; raises TimeoutError naming the job."""
+        """Poll until the job reaches one of ``until``; raises TimeoutError naming the job.
+        A server briefly unable to answer (503: its database restarting) is polled again."""
         deadline = time.monotonic() + timeout
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+            except UnseenError as exc:
+                if exc.status != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(interval)
+                continue
             if on_update is not None:
                 on_update(job)
             if job["state"] in until:

@@ -282,17 +282,25 @@ def register(
     blocks: Annotated[int | None, typer.Option(help="Blocks k (default: the server's).")] = None,
     team_epsilon: Annotated[float, typer.Option(help="Budget cap per team.")] = 10.0,
     contest: Annotated[str | None, typer.Option(help="Contest it belongs to.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            help="Data node holding the files (default: the server's own); its worker "
+            "partitions them there, and --source/--sample are paths on that node."
+        ),
+    ] = None,
     url: Url = None,
     token: Token = None,
 ) -> None:
-    """Register a dataset: the server partitions the full data into blocks and publishes the
-    sample.
+    """Register a dataset: the server (or the data node named) partitions the full data into
+    blocks and publishes the sample.
 
     Example: unseen datasets register transport_cards --source /data/cards.parquet
              --sample /data/cards-sample.parquet --manifest /data/manifest.json
     """
-    body: dict[str, Any] = {"name": name, "source_path": str(source.resolve()),
-                            "sample_path": str(sample.resolve()), "team_epsilon": team_epsilon,
+    where = (lambda path: str(path)) if node else (lambda path: str(path.resolve()))
+    body: dict[str, Any] = {"name": name, "source_path": where(source),
+                            "sample_path": where(sample), "team_epsilon": team_epsilon,
                             "bounds": {}, "key_sets": {}}  # fmt: skip
     if manifest is not None:
         entries = read_json_file(manifest, "manifest").get("datasets", [])
@@ -319,6 +327,8 @@ def register(
         body["blocks"] = blocks
     if contest is not None:
         body["contest"] = contest
+    if node is not None:
+        body["node"] = node
     with connected(url, token, timeout=600.0) as client:
         registered = client.register_dataset(**body)
     console.print(f"registered {name}: {registered['blocks']} blocks, "

@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
 from runner.celery_app import node_queue, policy_to_wire
+from runner.node_errors import NodeTaskFailed, NodeUnavailable
 from runner.pipeline import AggregateJob, BlockResult
 from runner.query import CHUNK_BLOCKS, QueryJob, block_chunks
 from sandbox.container import SandboxLimits
@@ -43,14 +44,6 @@ AGGREGATE_CHUNK_BLOCKS = 10
 #: Attempts at one chunk that may fail for a transient reason (the node lost its broker
 #: connection while storing the answer) before the job fails with the node's error.
 MAX_ATTEMPTS = 5
-
-
-class NodeUnavailable(RuntimeError):
-    """The node holding the dataset did not answer in time."""
-
-
-class NodeTaskFailed(RuntimeError):
-    """A node's task failed for a reason that running it again will not change."""
 
 
 def _progress(attempt: AsyncResult) -> int:
@@ -225,3 +218,41 @@ class CeleryBlocks:
                 f"{type(error).__name__ if error else 'unknown error'}: {error}"
             )
         log.warning("node %r lost a chunk's answer (%r); sending it again", node, error)
+
+
+class RemoteNodes:
+    """One task on one node, waited for: what the API needs from a node outside a job (a
+    dataset's columns, its partitioning). No sign of life (an answer or progress) for
+    ``wait_seconds`` is NodeUnavailable; the node's own error re-raises as itself."""
+
+    def __init__(self, app: Celery, wait_seconds: float = 300.0) -> None:
+        self._app = app
+        self._wait = wait_seconds
+
+    def call(self, node: str, task: str, *args: Any) -> Any:
+        try:
+            return self._call(node, task, args)
+        except BROKER_AWAY as exc:
+            raise NodeUnavailable(f"the broker is unreachable ({exc}); is Redis running?") from exc
+
+    def _call(self, node: str, task: str, args: tuple[Any, ...]) -> Any:
+        result = self._app.send_task(task, args=args, queue=node_queue(node))
+        heard, seen = time.monotonic(), 0
+        try:
+            while True:
+                state = result.state
+                if state in READY_STATES:
+                    return result.get(timeout=10)
+                if state == "PROGRESS" and _progress(result) > seen:
+                    heard, seen = time.monotonic(), _progress(result)
+                if time.monotonic() - heard > self._wait:
+                    raise NodeUnavailable(
+                        f"node {node!r} did not answer for {self._wait:g} s: is its worker "
+                        f"running (celery -A runner.node_tasks worker -Q {node_queue(node)}), "
+                        "and the broker?"
+                    )
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(*BROKER_AWAY):
+                if not result.ready():
+                    result.revoke()

@@ -89,12 +89,19 @@ class EmbeddedWorker:
 
     def _poll(self) -> None:
         assert self._queued is not None
+        failing = False
         while not self._stopping.wait(self._poll_seconds):
             try:
                 for job_id in self._queued():
                     self.submit(job_id)
             except Exception:  # the database may be briefly away: try again next time
-                log.exception("worker: polling for queued jobs failed")
+                if not failing:  # once per outage, not four times a second
+                    log.exception("worker: polling for queued jobs failed; retrying")
+                failing = True
+            else:
+                if failing:
+                    log.warning("worker: polling for queued jobs works again")
+                failing = False
 
     def _loop(self) -> None:
         while True:

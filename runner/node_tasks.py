@@ -12,6 +12,7 @@ is the only tree a task may read from; job code is written under ``UNSEEN_NODE_J
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from celery.signals import worker_process_shutdown
 
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
-from runner.blocks import load_layout
+from runner.blocks import load_layout, parquet_columns, partition_dataset
 from runner.celery_app import make_celery, policy_from_wire
 from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, local_block_results
@@ -37,6 +38,8 @@ from sandbox.container import SandboxLimits
 from sandbox.policy import check_code
 
 app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"))
+#: A public sample travels to the API inside a task's answer; samples are small by design.
+MAX_SAMPLE_BYTES = 32 * 1024 * 1024
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: A job's sandbox containers are kept between its chunks, and removed once no chunk of it
 #: has come for this long (the node does not know which chunk is a job's last).
@@ -49,6 +52,61 @@ def _own_directory(raw: str) -> Path:
     if root and not directory.is_relative_to(Path(root).resolve()):
         raise PermissionError(f"{directory} is not under this node's data ({root})")
     return directory
+
+
+def _own_file(raw: str, what: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute() or not path.is_file():
+        raise FileNotFoundError(f"{what} {raw!r} is not an absolute path to a file on this node")
+    _own_directory(str(path.parent))
+    return path
+
+
+def _data_root() -> Path:
+    root = os.environ.get("UNSEEN_NODE_DATA_DIR")
+    if not root:
+        raise RuntimeError("this node's worker has no UNSEEN_NODE_DATA_DIR to keep datasets in")
+    return Path(root).resolve()
+
+
+@app.task(name="unseen.inspect_dataset")
+def inspect_dataset(source_path: str, sample_path: str) -> dict[str, Any]:
+    """The columns of a dataset file and of its public sample, before anything is written:
+    the API checks the organizer's declaration against them."""
+    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
+    if source.resolve() == sample.resolve():
+        raise ValueError("the public sample must be a separate file, never the full data itself")
+    if sample.stat().st_size > MAX_SAMPLE_BYTES:
+        raise ValueError(f"the sample is over {MAX_SAMPLE_BYTES >> 20} MiB; publish a smaller one")
+    columns, _rows = parquet_columns(source)
+    sample_columns, sample_rows = parquet_columns(sample)
+    return {"columns": columns, "sample_columns": sample_columns, "sample_rows": sample_rows}
+
+
+@app.task(name="unseen.prepare_dataset", bind=True)
+def prepare_dataset(
+    self: Task, name: str, source_path: str, sample_path: str, unit_column: str, blocks: int
+) -> dict[str, Any]:
+    """Partition a dataset into keyed-hash blocks here, under this node's data directory (the
+    HMAC key stays with the blocks); send back the layout and the public sample's bytes."""
+    if not JOB_ID.fullmatch(name):
+        raise ValueError(f"dataset directory name {name!r} is not a plain name")
+    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
+    directory = _data_root() / "datasets" / name
+    if directory.exists():
+        raise FileExistsError(f"{directory} exists on the node; register under another name")
+    try:
+        layout = partition_dataset(
+            source, directory / "blocks", unit_column, blocks,
+            progress=lambda done, _total: self.update_state(state="PROGRESS", meta={"done": done}),
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return {
+        "directory": str(layout.directory), "blocks": layout.blocks, "rows": layout.rows,
+        "units": layout.units, "sample": base64.b64encode(sample.read_bytes()).decode("ascii"),
+    }  # fmt: skip
 
 
 @app.task(name="unseen.query_blocks")

@@ -79,6 +79,10 @@ class ClaimedQuery:
     node: str = "local"  # the data node holding the dataset
 
 
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached to claim a job; nothing changed, the job stays queued."""
+
+
 class JobStore(Protocol):
     def claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         """queued → running, atomically; None if the job is not queued any more."""
@@ -105,6 +109,9 @@ def execute_job(
     in ``run_block`` unless ``block_source`` sends them elsewhere (a data node)."""
     try:
         claimed = store.claim(job_id)
+    except StoreUnavailable:  # the worker's poll brings the job back once the store is
+        log.warning("job %s not claimed: the store is unreachable; it stays queued", job_id)
+        return JobState.QUEUED
     except Exception as exc:  # e.g. no disk space for the job's files: nothing ran
         log.exception("job %s could not be prepared", job_id)
         store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from client.api import UnseenError
 from client.plans import Query
 from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
 from runner.blocks import load_layout
@@ -306,3 +308,97 @@ def test_a_node_killed_mid_aggregate_job_counts_every_block_once(fanned_out: Nod
     report = deployed.organizer.job(job["id"])["report"]
     assert report["blocks"] == BLOCKS and report["outcomes"] == {"ok": BLOCKS}, report
     assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
+
+
+@pytest.fixture(scope="module")
+def remote(
+    fanned_out: Node, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    """A second data node, holding files the API server is not told of (as another
+    provider's machine would): datasets are registered and partitioned there."""
+    label = f"remote-{secrets.token_hex(3)}"
+    home = tmp_path_factory.mktemp("remote")
+    shutil.copytree(soda.full, home / "data" / "full")
+    shutil.copytree(soda.sample, home / "data" / "sample")
+    worker = NodeWorker(fanned_out.broker, label, home / "data", home / "worker.log")
+    node = Node(fanned_out.deployed, fanned_out.broker, label, home / "data", worker)
+    yield node
+    node.worker.stop()
+
+
+def _on(node: Node, soda: SodaData, name: str, as_name: str, blocks: int) -> dict[str, object]:
+    """A registration of one of the node's own files (paths on the node), for that node."""
+    registration = soda.registration(name, blocks, as_name=as_name)
+    for key in ("source_path", "sample_path"):
+        relative = Path(str(registration[key])).relative_to(soda.full.parent)
+        registration[key] = str(node.state / relative)
+    return {**registration, "node": node.label}
+
+
+def test_a_dataset_on_another_node_is_partitioned_there_and_jobs_run_there(
+    remote: Node, soda: SodaData, fanned_out: Node
+) -> None:
+    """The organizer names the node; its worker partitions its own file under its own data
+    directory (the HMAC key with the blocks) and sends back the layout and the public sample.
+    Queries and aggregate jobs on it run on that node; the server holds none of its rows."""
+    deployed = remote.deployed
+    made = deployed.organizer.register_dataset(**_on(remote, soda, "taxi_gps", "taxi_remote", 20))
+    assert made["node"] == remote.label and made["blocks"] == 20
+    node_token = deployed.organizer.create_node(remote.label)["token"]
+    listed = deployed.organizer.with_token(node_token).node_datasets()
+    held = Path({d["name"]: d for d in listed}["taxi_remote"]["directory"])
+    assert (
+        held.is_relative_to(remote.state / "datasets") and (held / "block-00019.parquet").exists()
+    )
+    server_copy = next((fanned_out.state / "datasets").glob("taxi_remote-*"))
+    assert sorted(p.name for p in server_copy.iterdir()) == ["sample.parquet"]  # no blocks here
+    sample = deployed.contestant.download_sample("taxi_remote", remote.state.parent / "s.parquet")
+    assert (
+        sample.read_bytes()
+        == Path(str(_on(remote, soda, "taxi_gps", "x", 2)["sample_path"])).read_bytes()
+    )
+
+    entry = {d["name"]: d for d in deployed.organizer.datasets()}["taxi_remote"]
+    column = next(iter(entry["bounds"]))
+    lo, hi = entry["bounds"][column]
+    plan = Query().count("fixes").mean("mean_value", column, lo, hi).to_json()
+    query = deployed.contestant.query("taxi_remote", plan, 0.5)
+    done = deployed.contestant.wait(query["id"], timeout=300)
+    assert done["state"] == "awaiting_review", deployed.organizer.job(query["id"])
+    assert "unseen.query_blocks" in remote.worker.log.read_text(errors="replace")
+
+    code = "import pandas as pd\ndef analyze(df):\n    return {'fixes': float(len(df))}\n"
+    outputs = [{"name": "fixes", "lo": 0, "hi": 5000, "default": 0}]
+    job = deployed.contestant.submit("taxi_remote", code, outputs, 0.5)
+    done = deployed.contestant.wait(job["id"], timeout=300)
+    assert done["state"] == "awaiting_review", deployed.organizer.job(job["id"])
+    report = deployed.organizer.job(job["id"])["report"]
+    assert report["outcomes"] == {"ok": 20}, report
+    assert "unseen.run_blocks" in remote.worker.log.read_text(errors="replace")
+
+
+def test_registering_on_a_node_refuses_clearly_and_keeps_nothing(
+    remote: Node, soda: SodaData, fanned_out: Node
+) -> None:
+    organizer = remote.deployed.organizer
+    outside = {**_on(remote, soda, "taxi_gps", "taxi_outside", 4)}
+    outside["source_path"] = soda.registration("taxi_gps", 4)["source_path"]  # not the node's
+    with pytest.raises(UnseenError) as refused:
+        organizer.register_dataset(**outside)
+    assert refused.value.status == 422 and refused.value.code == "node_refused"
+    assert "is not under this node's data" in str(refused.value)
+
+    wrong = {**_on(remote, soda, "taxi_gps", "taxi_wrong", 4), "unit_column": "no_such"}
+    with pytest.raises(UnseenError) as refused:
+        organizer.register_dataset(**wrong)
+    assert refused.value.code == "unknown_column"
+    assert not any((remote.state / "datasets").glob("taxi_wrong-*"))  # never partitioned
+
+    nowhere = {**_on(remote, soda, "taxi_gps", "taxi_nowhere", 4), "node": "no-such-node"}
+    started = time.monotonic()
+    with pytest.raises(UnseenError) as refused:
+        organizer.register_dataset(**nowhere)
+    assert refused.value.status == 503 and refused.value.code == "node_unavailable"
+    assert "is its worker running" in str(refused.value) and time.monotonic() - started < 60
+    names = {d["name"] for d in organizer.datasets()}
+    assert not names & {"taxi_outside", "taxi_wrong", "taxi_nowhere"}

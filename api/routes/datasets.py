@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -19,7 +22,17 @@ from api.models import Dataset
 from api.schemas import AnyDatasetOut, DatasetOrganizerOut, NewDataset
 from api.views import dataset_organizer_view, dataset_view
 from privacy.budget import cap_units, delta_cap_units
-from runner.blocks import PartitionError, is_numeric_type, parquet_columns, partition_dataset
+from runner.blocks import (
+    BlockLayout,
+    PartitionError,
+    is_numeric_type,
+    parquet_columns,
+    partition_dataset,
+)
+from runner.node_errors import NodeUnavailable
+
+if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
+    from runner.celery_fanout import RemoteNodes
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 RUNNER_IMAGE_HEADER = "X-Unseen-Runner-Image"
@@ -55,11 +68,26 @@ def _check_declaration(body: NewDataset, columns: dict[str, str]) -> None:
         known(column, "key_sets")
 
 
-@router.post("", status_code=201)
-def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
-    """Partition the full data into keyed-hash blocks and publish the organizer's sample."""
-    with ctx.db.read() as session:
-        contest = crud.resolve_contest(session, body.contest)
+@dataclass(frozen=True)
+class _Prepared:
+    """A partitioned dataset, wherever it was partitioned: what the catalog records."""
+
+    layout: BlockLayout
+    columns: dict[str, str]
+    sample_rows: int
+
+
+def _check_sample(columns: dict[str, str], sample_columns: dict[str, str]) -> None:
+    if sample_columns != columns:
+        raise ApiError(
+            422,
+            "sample_schema_mismatch",
+            f"the sample's columns {sample_columns} differ from the data's {columns}; "
+            "the sample must have exactly the same columns and types",
+        )
+
+
+def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
     source = _existing_file(body.source_path, "source_path")
     sample = _existing_file(body.sample_path, "sample_path")
     if source.resolve() == sample.resolve():
@@ -73,42 +101,80 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
         sample_columns, sample_rows = parquet_columns(sample)
     except PartitionError as exc:
         raise ApiError(422, "bad_parquet", str(exc)) from exc
-    if sample_columns != columns:
+    _check_sample(columns, sample_columns)
+    _check_declaration(body, columns)
+    layout = partition_dataset(source, directory / "blocks", body.unit_column, blocks)
+    shutil.copyfile(sample, directory / "sample.parquet")
+    return _Prepared(layout, columns, sample_rows)
+
+
+def _prepare_on_node(
+    body: NewDataset, node: str, blocks: int, directory: Path, nodes: RemoteNodes | None
+) -> _Prepared:
+    """The node inspects and partitions its own file; only the layout and the public sample
+    come back. The full data never reaches this server."""
+    if nodes is None:
         raise ApiError(
             422,
-            "sample_schema_mismatch",
-            f"the sample's columns {sample_columns} differ from the data's {columns}; "
-            "the sample must have exactly the same columns and types",
+            "no_broker",
+            f"dataset on node {node!r}: this server has no broker to reach other nodes; start "
+            "it with UNSEEN_BROKER_URL, or register the data on this server (omit node)",
         )
-    _check_declaration(body, columns)
+    try:
+        seen = nodes.call(node, "unseen.inspect_dataset", body.source_path, body.sample_path)
+        _check_sample(seen["columns"], seen["sample_columns"])
+        _check_declaration(body, seen["columns"])
+        made = nodes.call(
+            node, "unseen.prepare_dataset", directory.name, body.source_path, body.sample_path,
+            body.unit_column, blocks,
+        )  # fmt: skip
+    except NodeUnavailable as exc:
+        raise ApiError(503, "node_unavailable", str(exc)) from exc
+    except ApiError:
+        raise
+    except Exception as exc:  # the node's own refusal, re-raised here by Celery
+        raise ApiError(422, "node_refused", f"node {node!r}: {type(exc).__name__}: {exc}") from exc
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sample.parquet").write_bytes(base64.b64decode(made["sample"], validate=True))
+    layout = BlockLayout(Path(made["directory"]), made["blocks"], made["rows"], made["units"])
+    return _Prepared(layout, dict(seen["columns"]), int(seen["sample_rows"]))
+
+
+@router.post("", status_code=201)
+def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
+    """Partition the full data into keyed-hash blocks, here or on the data node holding it,
+    and publish the organizer's sample."""
     with ctx.db.read() as session:
+        contest = crud.resolve_contest(session, body.contest)
         if session.scalar(select(Dataset.id).where(Dataset.name == body.name)):
             raise ApiError(409, "dataset_exists", f"dataset {body.name!r} is already registered")
-
+    node = body.node or ctx.settings.node
     blocks = body.blocks or ctx.settings.default_blocks
     dataset_id = uuid.uuid4().hex
     directory = ctx.settings.datasets_dir / f"{body.name}-{dataset_id[:8]}"
     try:
-        layout = partition_dataset(source, directory / "blocks", body.unit_column, blocks)
-        shutil.copyfile(sample, directory / "sample.parquet")
+        if node == ctx.settings.node:
+            prepared = _prepare_here(body, blocks, directory)
+        else:
+            prepared = _prepare_on_node(body, node, blocks, directory, ctx.nodes)
         (directory / "sample.parquet").chmod(0o644)
         dataset = Dataset(
             id=dataset_id,
             name=body.name,
             description=body.description,
             unit_column=body.unit_column,
-            columns=columns,
+            columns=prepared.columns,
             bounds={column: list(pair) for column, pair in body.bounds.items()},
             key_sets=body.key_sets,
-            blocks=layout.blocks,
-            rows=layout.rows,
-            units=layout.units,
-            directory=str(directory / "blocks"),
+            blocks=prepared.layout.blocks,
+            rows=prepared.layout.rows,
+            units=prepared.layout.units,
+            directory=str(prepared.layout.directory),
             sample_path=str(directory / "sample.parquet"),
-            sample_rows=sample_rows,
+            sample_rows=prepared.sample_rows,
             team_cap_units=cap_units(body.team_epsilon),
             team_delta_cap_units=delta_cap_units(body.team_delta),
-            node=ctx.settings.node,
+            node=node,
             contest_id=contest.id,
         )
         with ctx.db.transaction() as session:
