@@ -1,19 +1,21 @@
-"""Scale-out cost: the query-mode count by station on the 10M-row bench table (1,000 blocks),
-embedded (this process reads the blocks) against the Celery shape (a Redis broker and node
-workers compute the blocks' partials; this process only reduces and draws the noise), with 1
-and 2 workers on this machine, in one run.
+"""Scale-out cost, embedded against the Celery shape, with 1 and 2 workers on this machine, in
+one run, for both modes on the 10M-row bench table (1,000 blocks):
 
-    .venv/bin/python -m bench.scale                  # 1,000 blocks, 3 runs each
+* query mode, the count by station: embedded, this process's query processes read the blocks;
+  on Celery, node workers compute the blocks' partials and this process only reduces and
+  draws the noise;
+* aggregate mode, the sample-and-aggregate job (examples/mean_fare_by_period.py in the
+  sandbox, zygote form): embedded, this process runs the blocks in its sandbox slots; on
+  Celery, node workers run them in their own sandboxes and send back clipped values.
+
+    .venv/bin/python -m bench.scale                  # 1,000 blocks; 3 runs (query), 1 (aggregate)
     .venv/bin/python -m bench.scale --blocks 100 --runs 1
 
-Each row is the median wall time of --runs releases. "per worker" is blocks/s divided by the
-processes computing partials (embedded: its query processes, runner.query). The broker's
-cost per task is read off two Celery rows with the same worker: one block per task against
-CHUNK_BLOCKS per task. Needs redis-server (Debian's package); the workers are started here
-and stopped after.
-
-Aggregate mode (contestant code in the sandbox) still runs on the server's own sandbox, not on
-Celery: it has no row here yet.
+Each row is the median wall time of its runs. "per worker" is blocks/s divided by the
+processes doing the blocks (embedded: query processes or sandbox slots). The broker's cost
+per task is read off two Celery query rows with the same worker: one block per task against
+CHUNK_BLOCKS per task. Needs redis-server (Debian's package) and the runner image; the workers
+are started here and stopped after.
 """
 
 from __future__ import annotations
@@ -22,22 +24,30 @@ import argparse
 import json
 import math
 import os
+import runpy
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from bench.query import plans
-from bench.sandbox import ROOT, WORK, bench_layout
+from bench.sandbox import EXAMPLE, ROOT, WORK, bench_layout
+from privacy.outputs import Combine, make_output_spec
 from privacy.query import DatasetPolicy, parse_plan
 from runner import query as local
+from runner.blocks import BlockLayout
 from runner.celery_app import make_celery
-from runner.celery_fanout import CeleryBlocks
+from runner.celery_fanout import AGGREGATE_CHUNK_BLOCKS, CeleryBlocks
+from runner.docker_sandbox import DockerSandbox
+from runner.pipeline import AggregateJob, BlockResult, local_block_results, run_aggregate
 from runner.query import CHUNK_BLOCKS, PartialsSource, QueryJob, local_partials, run_query
+from runner.sample import write_code
+from sandbox.container import SandboxLimits
 from tests.conftest import redis_server
 
 PLAN = "count by station"
@@ -56,7 +66,7 @@ def workers(broker: str, count: int) -> Iterator[None]:
              "-Q", f"node.{NODE}", "-c", "1", "-n", f"w{index}@%h", "--loglevel", "WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "UNSEEN_BROKER_URL": broker},
+            env={**os.environ, "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": NODE},
         ), log))  # fmt: skip
     app = make_celery(broker)
     deadline = time.monotonic() + 60
@@ -81,10 +91,34 @@ def timed(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+Row = tuple[str, int, float]
+BlockResults = Callable[[], Iterable[BlockResult]]
+
+
+def table(title: str, rows: list[Row], blocks: int) -> None:
+    base = rows[0][2]
+    print(f"\n{title}\n{'shape':<44}{'wall s':>8}{'blocks/s':>10}{'per worker':>12}"
+          f"{'vs embedded 1':>15}")  # fmt: skip
+    for label, processes, seconds in rows:
+        rate = blocks / seconds
+        print(f"{label:<44}{seconds:>8.2f}{rate:>10.0f}{rate / processes:>12.0f}"
+              f"{seconds / base:>14.2f}x")  # fmt: skip
+
+
+def aggregate_job(layout: BlockLayout) -> AggregateJob:
+    code = write_code(
+        Path(tempfile.mkdtemp(prefix="unseen-scale-")), "bench-scale", EXAMPLE.read_text()
+    )
+    outputs = [make_output_spec(o["name"], o["lo"], o["hi"], o["default"])
+               for o in runpy.run_path(str(EXAMPLE))["OUTPUTS"]]  # fmt: skip
+    return AggregateJob(code, layout, outputs, Combine.MEAN, 1.0, NODE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="runs per query row")
+    parser.add_argument("--aggregate-runs", type=int, default=1, help="runs per aggregate row")
     args = parser.parse_args()
     layout = bench_layout(args.blocks)
     entry = json.loads((WORK / "data" / "manifest.json").read_text())["datasets"][0]
@@ -93,20 +127,34 @@ def main() -> None:
     raw = plans()[PLAN]
     job = QueryJob(layout, parse_plan(raw, policy), "card_id", 1.0, raw_plan=raw, policy=policy,
                    node=NODE)  # fmt: skip
-    rows: list[tuple[str, int, float]] = []
+    aggregate = aggregate_job(layout)
+    rows: list[Row] = []
+    aggregate_rows: list[Row] = []
 
     def run(label: str, processes: int, source: PartialsSource) -> None:
         run_query(job, source=source)  # warm: page cache, imports, connections
         seconds = timed(lambda: run_query(job, source=source), args.runs)
         rows.append((label, processes, seconds))
-        print(f"  {label}: {seconds:.2f} s", flush=True)
+        print(f"  query, {label}: {seconds:.2f} s", flush=True)
 
-    print(f"{layout.rows:,} rows in {layout.blocks} blocks; {PLAN!r}, median of {args.runs}")
+    def run_blocks(
+        label: str, processes: int, results: Callable[[], Iterable[BlockResult]]
+    ) -> None:
+        seconds = timed(lambda: run_aggregate(aggregate, results()), args.aggregate_runs)
+        aggregate_rows.append((label, processes, seconds))
+        print(f"  aggregate, {label}: {seconds:.2f} s", flush=True)
+
+    print(f"{layout.rows:,} rows in {layout.blocks} blocks; query {PLAN!r} (median of "
+          f"{args.runs}); aggregate {EXAMPLE.name} (median of {args.aggregate_runs})")  # fmt: skip
     saved = local.QUERY_PROCESSES
     for processes in (1, 2):
         local.QUERY_PROCESSES = processes
         run(f"embedded, {processes} query process(es)", processes, local_partials)
     local.QUERY_PROCESSES = saved
+    sandbox = DockerSandbox(NODE, SandboxLimits())
+    for slots in (1, 2):
+        here = partial(local_block_results, aggregate, sandbox, slots)
+        run_blocks(f"embedded, {slots} sandbox slot(s)", slots, here)
     with redis_server() as redis_broker:
         broker = redis_broker.url
         app = make_celery(broker)
@@ -117,12 +165,11 @@ def main() -> None:
                 if count == 1:
                     single = CeleryBlocks(app, chunk=1).partials
                     run("celery, 1 worker, 1 block/task", 1, single)
-    base = rows[0][2]
-    print(f"\n{'shape':<44}{'wall s':>8}{'blocks/s':>10}{'per worker':>12}{'vs embedded 1':>15}")
-    for label, processes, seconds in rows:
-        rate = layout.blocks / seconds
-        print(f"{label:<44}{seconds:>8.2f}{rate:>10.0f}{rate / processes:>12.0f}"
-              f"{seconds / base:>14.2f}x")  # fmt: skip
+                there = partial(CeleryBlocks(app).block_results, aggregate)
+                label = f"celery, {count} worker(s), {AGGREGATE_CHUNK_BLOCKS} blocks/task"
+                run_blocks(label, count, there)
+    table(f"query mode: {PLAN}", rows, layout.blocks)
+    table(f"aggregate mode: {EXAMPLE.name} in the sandbox", aggregate_rows, layout.blocks)
     times = {label: seconds for label, _, seconds in rows}
     chunked = times[f"celery, 1 worker(s), {CHUNK_BLOCKS} blocks/task"]
     single = times["celery, 1 worker, 1 block/task"]
@@ -135,6 +182,13 @@ def main() -> None:
           f"{per_task / CHUNK_BLOCKS / (chunked / layout.blocks):.0%} of a block's "
           f"{chunked / layout.blocks * 1000:.2f} ms on one worker; embedded in this process, "
           f"a block takes {embedded / layout.blocks * 1000:.2f} ms")  # fmt: skip
+    sandboxed = {label: seconds for label, _, seconds in aggregate_rows}
+    one_slot = sandboxed["embedded, 1 sandbox slot(s)"]
+    one_worker = sandboxed[f"celery, 1 worker(s), {AGGREGATE_CHUNK_BLOCKS} blocks/task"]
+    print(
+        f"aggregate: Celery adds {(one_worker - one_slot) / layout.blocks * 1000:.2f} ms a "
+        f"block over one embedded slot ({one_slot / layout.blocks * 1000:.1f} ms a block)"
+    )
 
 
 if __name__ == "__main__":
