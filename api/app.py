@@ -79,15 +79,15 @@ class NodeLinks:
 def node_links(settings: Settings) -> NodeLinks:
     if settings.broker_url is None:
         return NodeLinks()
-    from runner.celery_app import make_celery
+    from runner.celery_app import NodeApps
     from runner.celery_fanout import CeleryBlocks, RemoteNodes
 
-    app = make_celery(settings.broker_url)
+    apps = NodeApps(settings.broker_url)
     fan_out = CeleryBlocks(
-        app, settings.node_wait_seconds, settings.node_resend_seconds, limits=settings.limits
+        apps, settings.node_wait_seconds, settings.node_resend_seconds, limits=settings.limits
     )
     return NodeLinks(
-        fan_out.partials, fan_out.block_results, RemoteNodes(app, settings.node_wait_seconds)
+        fan_out.partials, fan_out.block_results, RemoteNodes(apps, settings.node_wait_seconds)
     )
 
 

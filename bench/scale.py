@@ -41,7 +41,7 @@ from privacy.outputs import Combine, make_output_spec
 from privacy.query import DatasetPolicy, parse_plan
 from runner import query as local
 from runner.blocks import BlockLayout
-from runner.celery_app import make_celery
+from runner.celery_app import NodeApps
 from runner.celery_fanout import AGGREGATE_CHUNK_BLOCKS, CeleryBlocks
 from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, BlockResult, local_block_results, run_aggregate
@@ -63,16 +63,16 @@ def workers(broker: str, count: int) -> Iterator[None]:
         log = logs / f"worker-{index}.log"
         started.append((subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "runner.node_tasks", "worker",
-             "-Q", f"node.{NODE}", "-c", "1", "-n", f"w{index}@%h", "--loglevel", "WARNING",
+             "-Q", f"node.{NODE}", "-c", "1", "-n", f"w{index}@%h", "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             env={**os.environ, "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": NODE},
         ), log))  # fmt: skip
-    app = make_celery(broker)
     deadline = time.monotonic() + 60
-    while len(app.control.ping(timeout=0.5) or []) < count:
+    while not all("ready." in log.read_text(errors="replace") for _process, log in started):
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers did not come up; see {logs}")
+        time.sleep(0.2)
     try:
         yield
     finally:
@@ -157,7 +157,7 @@ def main() -> None:
         run_blocks(f"embedded, {slots} sandbox slot(s)", slots, here)
     with redis_server() as redis_broker:
         broker = redis_broker.url
-        app = make_celery(broker)
+        app = NodeApps(broker)
         for count in (1, 2):
             with workers(broker, count):
                 per_chunk = CeleryBlocks(app, chunk=CHUNK_BLOCKS).partials

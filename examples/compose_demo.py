@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -48,6 +48,9 @@ class ComposeStack:
     port: int
     bootstrap: str
     server_image: str
+    broker_passwords: dict[str, str] = field(
+        default_factory=lambda: {who: secrets.token_hex(16) for who in ("HUB", "NODE_A", "NODE_B")}
+    )
 
     @property
     def url(self) -> str:
@@ -60,6 +63,7 @@ class ComposeStack:
             "UNSEEN_PORT": str(self.port),
             "UNSEEN_BOOTSTRAP_TOKEN": self.bootstrap,
             "UNSEEN_SERVER_IMAGE": self.server_image,
+            **{f"UNSEEN_REDIS_{who}_PASSWORD": pw for who, pw in self.broker_passwords.items()},
         }
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,17 @@ def node_queue(node: str) -> str:
     return f"node.{node}"
 
 
-def make_celery(broker_url: str) -> Celery:
+def node_keyprefix(node: str) -> str:
+    """Every Redis key and channel of one node's tasks and results starts with this, so the
+    broker's access list can give each node its own keys and nothing else (docker-compose.yml:
+    a node's credentials cannot read, take or answer another node's tasks)."""
+    return f"unseen.{node}:"
+
+
+def make_celery(broker_url: str, node: str | None = None) -> Celery:
+    """The Celery app of one node's traffic (its keys under :func:`node_keyprefix`), used by
+    that node's worker and, to reach it, by the reducer; ``node=None``: no prefix."""
+    prefix = {} if node is None else {"global_keyprefix": node_keyprefix(node)}
     app = Celery("unseen", broker=broker_url, backend=broker_url)
     app.conf.update(
         task_serializer="json",
@@ -42,10 +52,26 @@ def make_celery(broker_url: str) -> Celery:
             # every 100 s whatever the timeout).
             "unacked_restore_interval": max(1, int(VISIBILITY_SECONDS / 4)),
             "unacked_restore_throttle": 1,
+            **prefix,
         },
+        result_backend_transport_options=prefix,
         worker_hijack_root_logger=False,
     )
     return app
+
+
+class NodeApps:
+    """The reducer's Celery app per data node, made on first use and kept."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._broker_url = broker_url
+        self._apps: dict[str, Celery] = {}
+
+    def __call__(self, node: str) -> Celery:
+        app = self._apps.get(node)
+        if app is None:
+            app = self._apps[node] = make_celery(self._broker_url, node)
+        return app
 
 
 def policy_to_wire(policy: DatasetPolicy) -> dict[str, Any]:

@@ -67,14 +67,14 @@ class CeleryBlocks:
 
     def __init__(
         self,
-        app: Celery,
+        apps: Callable[[str], Celery],
         wait_seconds: float = 300.0,
         resend_seconds: float = 60.0,
         chunk: int = CHUNK_BLOCKS,
         limits: SandboxLimits | None = None,
         aggregate_chunk: int = AGGREGATE_CHUNK_BLOCKS,
     ) -> None:
-        self._app = app
+        self._apps = apps  # one per node: each node's traffic under its own keys
         self._wait = wait_seconds
         self._resend = resend_seconds
         self._chunk = chunk
@@ -134,11 +134,11 @@ class CeleryBlocks:
         Redis cannot give back, or the broker restarted empty. The first answer wins; later
         ones are ignored. A broker briefly away is waited for, up to ``wait_seconds`` without
         any sign of life from the node."""
-        queue = node_queue(node)
+        queue, app = node_queue(node), self._apps(node)
 
         def send(index: int) -> None:
             sent[index] = time.monotonic()
-            attempts[index].append(self._app.send_task(task, args=args(chunks[index]), queue=queue))
+            attempts[index].append(app.send_task(task, args=args(chunks[index]), queue=queue))
 
         attempts: dict[int, list[AsyncResult]] = {index: [] for index in range(len(chunks))}
         failures = dict.fromkeys(attempts, 0)
@@ -225,8 +225,8 @@ class RemoteNodes:
     dataset's columns, its partitioning). No sign of life (an answer or progress) for
     ``wait_seconds`` is NodeUnavailable; the node's own error re-raises as itself."""
 
-    def __init__(self, app: Celery, wait_seconds: float = 300.0) -> None:
-        self._app = app
+    def __init__(self, apps: Callable[[str], Celery], wait_seconds: float = 300.0) -> None:
+        self._apps = apps
         self._wait = wait_seconds
 
     def call(self, node: str, task: str, *args: Any) -> Any:
@@ -236,7 +236,7 @@ class RemoteNodes:
             raise NodeUnavailable(f"the broker is unreachable ({exc}); is Redis running?") from exc
 
     def _call(self, node: str, task: str, args: tuple[Any, ...]) -> Any:
-        result = self._app.send_task(task, args=args, queue=node_queue(node))
+        result = self._apps(node).send_task(task, args=args, queue=node_queue(node))
         heard, seen = time.monotonic(), 0
         try:
             while True:

@@ -1,6 +1,7 @@
 """The tasks a data node's Celery worker runs, next to its own blocks and its own Docker engine.
 
-    UNSEEN_BROKER_URL=redis://... celery -A runner.node_tasks worker -Q node.<label>
+    UNSEEN_BROKER_URL=redis://... UNSEEN_NODE=<label> \
+        celery -A runner.node_tasks worker -Q node.<label>
 
 A node answers with what the trusted reducer needs and nothing more: partial aggregates of its
 blocks for a query (bounded per privacy unit, summed over the chunk), or each block's output
@@ -37,7 +38,8 @@ from runner.sample import CODE_FILE, write_code
 from sandbox.container import SandboxLimits
 from sandbox.policy import check_code
 
-app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"))
+NODE = os.environ.get("UNSEEN_NODE", "local")
+app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"), NODE)
 #: A public sample travels to the API inside a task's answer; samples are small by design.
 MAX_SAMPLE_BYTES = 32 * 1024 * 1024
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -138,7 +140,7 @@ class _Sandboxes:
                 if self._sandbox is not None:
                     self._finish_all_locked()
                 self._sandbox = DockerSandbox(
-                    os.environ.get("UNSEEN_NODE", "local"), limits,
+                    NODE, limits,
                     os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
                 )  # fmt: skip
                 self._limits = limits

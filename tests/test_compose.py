@@ -168,3 +168,54 @@ def test_the_stack_files_name_only_local_images() -> None:
     for line in compose.splitlines():
         if line.strip().startswith("image:"):
             assert "unseen-" in line, line
+
+
+PROBE = """
+import os, redis
+own = redis.Redis.from_url(os.environ["UNSEEN_BROKER_URL"])
+me = os.environ["UNSEEN_NODE"]
+other = "node-b" if me == "node-a" else "node-a"
+outcome = {"own queue": own.llen(f"unseen.{me}:node.{me}")}
+
+
+def listen():
+    listener = own.pubsub()
+    listener.subscribe(f"unseen.{other}:celery-task-meta-x")
+    return listener.get_message(timeout=2)
+
+
+for name, attempt in {
+    "read other's queue": lambda: own.lrange(f"unseen.{other}:node.{other}", 0, -1),
+    "take other's task": lambda: own.rpop(f"unseen.{other}:node.{other}"),
+    "write other's result": lambda: own.set(f"unseen.{other}:celery-task-meta-x", "{}"),
+    "listen to other's results": listen,
+    "list every key": lambda: own.keys("*"),
+    "unprefixed key": lambda: own.get("celery-task-meta-x"),
+}.items():
+    try:
+        attempt()
+        outcome[name] = "allowed"
+    except redis.exceptions.NoPermissionError:
+        outcome[name] = "refused"
+    except redis.exceptions.ResponseError as exc:
+        outcome[name] = "refused" if "NOPERM" in str(exc) else repr(exc)
+try:
+    redis.Redis(host="redis").ping()
+    outcome["no password"] = "allowed"
+except redis.exceptions.AuthenticationError:
+    outcome["no password"] = "refused"
+except redis.exceptions.ResponseError as exc:
+    outcome["no password"] = "refused" if "NOAUTH" in str(exc) else repr(exc)
+print(json.dumps(outcome))
+"""
+
+
+def test_a_nodes_broker_credentials_reach_only_its_own_tasks(contest: Contest) -> None:
+    """Each node has its own Redis user: it may use its own queue, tasks and results, and is
+    refused everything of another node's (and every key outside its prefix)."""
+    for node in ("node-a", "node-b"):
+        ran = contest.stack.compose("exec", "-T", node, "python3", "-c", "import json\n" + PROBE)
+        outcome = json.loads(ran.stdout.strip().splitlines()[-1])
+        own = outcome.pop("own queue")
+        assert isinstance(own, int)
+        assert set(outcome.values()) == {"refused"}, (node, outcome)
