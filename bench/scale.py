@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="runs per query row")
     parser.add_argument("--aggregate-runs", type=int, default=1, help="runs per aggregate row")
+    parser.add_argument("--only", choices=("query", "aggregate"), help="one mode's rows only")
     args = parser.parse_args()
     layout = bench_layout(args.blocks)
     entry = json.loads((WORK / "data" / "manifest.json").read_text())["datasets"][0]
@@ -146,13 +147,14 @@ def main() -> None:
 
     print(f"{layout.rows:,} rows in {layout.blocks} blocks; query {PLAN!r} (median of "
           f"{args.runs}); aggregate {EXAMPLE.name} (median of {args.aggregate_runs})")  # fmt: skip
+    queries, aggregates = args.only in (None, "query"), args.only in (None, "aggregate")
     saved = local.QUERY_PROCESSES
-    for processes in (1, 2):
+    for processes in (1, 2) if queries else ():
         local.QUERY_PROCESSES = processes
         run(f"embedded, {processes} query process(es)", processes, local_partials)
     local.QUERY_PROCESSES = saved
     sandbox = DockerSandbox(NODE, SandboxLimits())
-    for slots in (1, 2):
+    for slots in (1, 2) if aggregates else ():
         here = partial(local_block_results, aggregate, sandbox, slots)
         run_blocks(f"embedded, {slots} sandbox slot(s)", slots, here)
     with redis_server() as redis_broker:
@@ -160,34 +162,47 @@ def main() -> None:
         app = NodeApps(broker)
         for count in (1, 2):
             with workers(broker, count):
-                per_chunk = CeleryBlocks(app, chunk=CHUNK_BLOCKS).partials
-                run(f"celery, {count} worker(s), {CHUNK_BLOCKS} blocks/task", count, per_chunk)
-                if count == 1:
+                if queries:
+                    per_chunk = CeleryBlocks(app, chunk=CHUNK_BLOCKS).partials
+                    run(f"celery, {count} worker(s), {CHUNK_BLOCKS} blocks/task", count,
+                        per_chunk)  # fmt: skip
+                if queries and count == 1:
                     single = CeleryBlocks(app, chunk=1).partials
                     run("celery, 1 worker, 1 block/task", 1, single)
-                there = partial(CeleryBlocks(app).block_results, aggregate)
-                label = f"celery, {count} worker(s), {AGGREGATE_CHUNK_BLOCKS} blocks/task"
-                run_blocks(label, count, there)
-    table(f"query mode: {PLAN}", rows, layout.blocks)
-    table(f"aggregate mode: {EXAMPLE.name} in the sandbox", aggregate_rows, layout.blocks)
+                if aggregates:
+                    there = partial(CeleryBlocks(app).block_results, aggregate)
+                    label = f"celery, {count} worker(s), {AGGREGATE_CHUNK_BLOCKS} blocks/task"
+                    run_blocks(label, count, there)
+    if queries:
+        table(f"query mode: {PLAN}", rows, layout.blocks)
+        query_summary(rows, layout.blocks)
+    if aggregates:
+        table(f"aggregate mode: {EXAMPLE.name} in the sandbox", aggregate_rows, layout.blocks)
+        aggregate_summary(aggregate_rows, layout.blocks)
+
+
+def query_summary(rows: list[Row], blocks: int) -> None:
     times = {label: seconds for label, _, seconds in rows}
     chunked = times[f"celery, 1 worker(s), {CHUNK_BLOCKS} blocks/task"]
     single = times["celery, 1 worker, 1 block/task"]
     embedded = times["embedded, 1 query process(es)"]
-    tasks = math.ceil(layout.blocks / CHUNK_BLOCKS)
-    per_task = (single - chunked) / (layout.blocks - tasks)
+    tasks = math.ceil(blocks / CHUNK_BLOCKS)
+    per_task = (single - chunked) / (blocks - tasks)
     print(f"\nbroker round trip per task: {per_task * 1000:.2f} ms (1 block/task against "
-          f"{CHUNK_BLOCKS}: {layout.blocks} tasks against {tasks}); at {CHUNK_BLOCKS} blocks/task "
+          f"{CHUNK_BLOCKS}: {blocks} tasks against {tasks}); at {CHUNK_BLOCKS} blocks/task "
           f"that is {per_task / CHUNK_BLOCKS * 1000:.2f} ms a block, "
-          f"{per_task / CHUNK_BLOCKS / (chunked / layout.blocks):.0%} of a block's "
-          f"{chunked / layout.blocks * 1000:.2f} ms on one worker; embedded in this process, "
-          f"a block takes {embedded / layout.blocks * 1000:.2f} ms")  # fmt: skip
-    sandboxed = {label: seconds for label, _, seconds in aggregate_rows}
+          f"{per_task / CHUNK_BLOCKS / (chunked / blocks):.0%} of a block's "
+          f"{chunked / blocks * 1000:.2f} ms on one worker; embedded in this process, "
+          f"a block takes {embedded / blocks * 1000:.2f} ms")  # fmt: skip
+
+
+def aggregate_summary(rows: list[Row], blocks: int) -> None:
+    sandboxed = {label: seconds for label, _, seconds in rows}
     one_slot = sandboxed["embedded, 1 sandbox slot(s)"]
     one_worker = sandboxed[f"celery, 1 worker(s), {AGGREGATE_CHUNK_BLOCKS} blocks/task"]
     print(
-        f"aggregate: Celery adds {(one_worker - one_slot) / layout.blocks * 1000:.2f} ms a "
-        f"block over one embedded slot ({one_slot / layout.blocks * 1000:.1f} ms a block)"
+        f"aggregate: Celery adds {(one_worker - one_slot) / blocks * 1000:.2f} ms a "
+        f"block over one embedded slot ({one_slot / blocks * 1000:.1f} ms a block)"
     )
 
 

@@ -46,10 +46,34 @@ AGGREGATE_CHUNK_BLOCKS = 10
 MAX_ATTEMPTS = 5
 
 
-def _progress(attempt: AsyncResult) -> int:
-    info = attempt.info
+#: Pause between two looks at the outstanding chunks, when the last look brought no answer.
+POLL_SECONDS = 0.05
+
+
+def _done(info: object) -> int:
+    """Blocks a running chunk says it has done (its progress heartbeat)."""
     done = info.get("done", 0) if isinstance(info, dict) else 0
     return done if type(done) is int else 0
+
+
+def _progress(attempt: AsyncResult) -> int:
+    return _done(attempt.info)
+
+
+def _states(app: Celery, attempts: list[AsyncResult]) -> dict[str, tuple[str, object]]:
+    """Every outstanding attempt's state and progress in one round trip to the result store
+    (not one per chunk per look: with a hundred chunks out that was most of the reducer's
+    work). A result not stored yet is absent: pending."""
+    if not attempts:
+        return {}
+    backend = app.backend
+    raw = backend.mget([backend.get_key_for_task(attempt.id) for attempt in attempts])
+    states: dict[str, tuple[str, object]] = {}
+    for attempt, value in zip(attempts, raw, strict=True):
+        if value is not None:
+            meta = backend.decode_result(value)
+            states[attempt.id] = (str(meta.get("status")), meta.get("result"))
+    return states
 
 
 def _transient(error: BaseException | None) -> bool:
@@ -147,19 +171,18 @@ class CeleryBlocks:
         done, heard, away = 0, time.monotonic(), False
         try:
             while attempts:
-                alive = False
+                alive = answered = False
                 try:
+                    states = _states(app, [a for pending in attempts.values() for a in pending])
                     for index in list(attempts):
                         ready = None
                         for attempt in attempts[index]:
-                            state = attempt.state
+                            state, info = states.get(attempt.id, ("PENDING", None))
                             if state in READY_STATES:
                                 ready = attempt
                                 break
-                            if state == "PROGRESS" and _progress(attempt) > progressed.get(
-                                attempt.id, 0
-                            ):
-                                progressed[attempt.id] = _progress(attempt)
+                            if state == "PROGRESS" and _done(info) > progressed.get(attempt.id, 0):
+                                progressed[attempt.id] = _done(info)
                                 alive, sent[index] = True, time.monotonic()
                         if ready is not None and not ready.successful():
                             # The task's own failure, not the broker's: never mistake one
@@ -176,7 +199,7 @@ class CeleryBlocks:
                                 other.revoke()
                         yield chunks[index], wire
                         done += len(chunks[index])
-                        alive = True
+                        alive = answered = True
                 except BROKER_AWAY as exc:  # a broker restart: what it held is re-sent when due
                     if not away:
                         log.warning("broker unreachable while blocks are out (%r); retrying", exc)
@@ -191,8 +214,8 @@ class CeleryBlocks:
                         f"nothing for {self._wait:g} s: is its worker running "
                         f"(celery -A runner.node_tasks worker -Q {queue}), and the broker?"
                     )
-                else:
-                    time.sleep(0.05)
+                if not answered:  # progress alone is no reason to poll again at once
+                    time.sleep(POLL_SECONDS)
         finally:
             for pending in attempts.values():
                 for result in pending:

@@ -14,6 +14,7 @@ is the only tree a task may read from; job code is written under ``UNSEEN_NODE_J
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shutil
@@ -194,6 +195,14 @@ def _jobs_dir() -> Path:
     return Path(os.environ.get("UNSEEN_NODE_JOBS_DIR") or default)
 
 
+@functools.lru_cache(maxsize=16)
+def _policy_problem(code: str) -> str | None:
+    """The policy's first objection to this code, checked once per worker process and job
+    rather than once per chunk (parsing it costs milliseconds)."""
+    violations = check_code(code)
+    return str(violations[0]) if violations else None
+
+
 @app.task(name="unseen.run_blocks", bind=True)
 def run_blocks(
     self: Task,
@@ -209,9 +218,9 @@ def run_blocks(
     block tells the reducer the chunk is alive (a long chunk is not sent again)."""
     if not JOB_ID.fullmatch(job_id):
         raise ValueError(f"job id {job_id!r} is not a plain name")
-    violations = check_code(code)  # the API checked it; the node trusts no one
-    if violations:
-        raise ValueError(f"code refused by the policy: {violations[0]}")
+    problem = _policy_problem(code)  # the API checked it; the node trusts no one
+    if problem:
+        raise ValueError(f"code refused by the policy: {problem}")
     layout = load_layout(_own_directory(directory))
     specs = [make_output_spec(**spec) for spec in outputs]
     known = {field.name for field in fields(SandboxLimits)}
