@@ -28,22 +28,23 @@ server-image: system $(STAMP)
 # The scale-out stack (docker-compose.yml): API on PostgreSQL, Redis, data nodes node-a and
 # node-b; every image built here. State under var/compose; put a node's files in its directory.
 COMPOSE_DIR ?= $(CURDIR)/var/compose
-COMPOSE := set -a && . $(COMPOSE_DIR)/broker.env && set +a && \
+COMPOSE := set -a && . $(COMPOSE_DIR)/secrets.env && set +a && \
 	UNSEEN_HOST_DIR=$(COMPOSE_DIR) docker-compose -p unseen
-# The broker's passwords (the API's, each node's), made once and kept with the stack's state.
-$(COMPOSE_DIR)/broker.env:
+# The database's and the broker's passwords (the API's, each node's), made once and kept with
+# the stack's state.
+$(COMPOSE_DIR)/secrets.env:
 	mkdir -p $(COMPOSE_DIR)
-	umask 077; for who in HUB NODE_A NODE_B; do \
-	  echo "UNSEEN_REDIS_$${who}_PASSWORD=$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
+	umask 077; for who in DB REDIS_HUB REDIS_NODE_A REDIS_NODE_B; do \
+	  echo "UNSEEN_$${who}_PASSWORD=$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
 	done > $@
 
-compose-up: server-image $(COMPOSE_DIR)/broker.env
+compose-up: server-image $(COMPOSE_DIR)/secrets.env
 	mkdir -p $(COMPOSE_DIR)/server $(COMPOSE_DIR)/node-a $(COMPOSE_DIR)/node-b
 	$(COMPOSE) build redis postgres
 	$(COMPOSE) up -d
 	@echo "API on http://127.0.0.1:8000; bootstrap token in $(COMPOSE_DIR)/server/bootstrap-token"
 
-compose-down: $(COMPOSE_DIR)/broker.env
+compose-down: $(COMPOSE_DIR)/secrets.env
 	$(COMPOSE) down
 
 # The demo flow against a fresh stack (its own project; stopped at the end).

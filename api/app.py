@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +39,20 @@ from api.routes import (
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
 from api.web import pages
+from privacy.query import Partials
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
-from runner.pipeline import BlockSource
+from runner.pipeline import (
+    AggregateJob,
+    BlockResult,
+    BlockRunner,
+    BlockSource,
+    local_block_results,
+)
 
 if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
     from runner.celery_fanout import RemoteNodes
-from runner.query import PartialsSource, local_partials, stop_query_processes
+from runner.query import PartialsSource, QueryJob, local_partials, stop_query_processes
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,7 @@ class NodeLinks:
     nodes: RemoteNodes | None = None
 
 
-def node_links(settings: Settings) -> NodeLinks:
+def node_links(settings: Settings, run_block: BlockRunner) -> NodeLinks:
     if settings.broker_url is None:
         return NodeLinks()
     from runner.celery_app import NodeApps
@@ -86,9 +93,21 @@ def node_links(settings: Settings) -> NodeLinks:
     fan_out = CeleryBlocks(
         apps, settings.node_wait_seconds, settings.node_resend_seconds, limits=settings.limits
     )
-    return NodeLinks(
-        fan_out.partials, fan_out.block_results, RemoteNodes(apps, settings.node_wait_seconds)
-    )
+    own = settings.node
+
+    def partials(
+        job: QueryJob, progress: Callable[[int, int], None] | None = None
+    ) -> Iterable[Partials]:
+        if job.node == own:  # registered on this server: its blocks are here
+            return local_partials(job, progress)
+        return fan_out.partials(job, progress)
+
+    def blocks(job: AggregateJob) -> Iterable[BlockResult]:
+        if job.node == own:
+            return local_block_results(job, run_block, settings.slots)
+        return fan_out.block_results(job)
+
+    return NodeLinks(partials, blocks, RemoteNodes(apps, settings.node_wait_seconds))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.node, settings.limits, settings.runner_image, settings.isolation
         )
         lock = worker_lock(settings.data_dir)
-        links = node_links(settings)
+        links = node_links(settings, sandbox)
         worker: JobSubmitter
         if lock is None:  # another API process of this server runs the jobs
             worker = PolledElsewhere()

@@ -48,8 +48,11 @@ class ComposeStack:
     port: int
     bootstrap: str
     server_image: str
-    broker_passwords: dict[str, str] = field(
-        default_factory=lambda: {who: secrets.token_hex(16) for who in ("HUB", "NODE_A", "NODE_B")}
+    passwords: dict[str, str] = field(
+        default_factory=lambda: {
+            who: secrets.token_hex(16)
+            for who in ("DB", "REDIS_HUB", "REDIS_NODE_A", "REDIS_NODE_B")
+        }
     )
 
     @property
@@ -63,7 +66,7 @@ class ComposeStack:
             "UNSEEN_PORT": str(self.port),
             "UNSEEN_BOOTSTRAP_TOKEN": self.bootstrap,
             "UNSEEN_SERVER_IMAGE": self.server_image,
-            **{f"UNSEEN_REDIS_{who}_PASSWORD": pw for who, pw in self.broker_passwords.items()},
+            **{f"UNSEEN_{who}_PASSWORD": pw for who, pw in self.passwords.items()},
         }
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -158,11 +161,12 @@ def taxi_query() -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("UNSEEN_PORT", "8000")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UNSEEN_PORT", "8010")))
     args = parser.parse_args()
     started = time.monotonic()
     full, sample = make_data()
-    host_dir = Path(os.environ.get("UNSEEN_COMPOSE_DIR", ROOT / "var" / "compose")).resolve()
+    # Its own directory: never the state of a stack `make compose-up` runs (var/compose).
+    host_dir = Path(os.environ.get("UNSEEN_COMPOSE_DIR", ROOT / "var" / "compose-demo")).resolve()
     with running_stack(host_dir, "unseendemo", args.port, keep=args.keep) as stack:
         console.print(f"stack up at {stack.url}: api, postgres, redis, node-a, node-b")
         with UnseenClient(stack.url, stack.bootstrap) as anonymous:

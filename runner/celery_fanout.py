@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -46,18 +47,41 @@ AGGREGATE_CHUNK_BLOCKS = 10
 MAX_ATTEMPTS = 5
 
 
+#: Copies of one chunk out at once, at most: a chunk waiting behind others in a busy node's
+#: queue shows no sign of life either, and must not be sent again and again.
+MAX_OUTSTANDING = 3
 #: Pause between two looks at the outstanding chunks, when the last look brought no answer.
 POLL_SECONDS = 0.05
 
 
-def _done(info: object) -> int:
-    """Blocks a running chunk says it has done (its progress heartbeat)."""
-    done = info.get("done", 0) if isinstance(info, dict) else 0
-    return done if type(done) is int else 0
+def _away(exc: BaseException) -> bool:
+    """Whether an error is the broker or result store being away, however Celery wrapped it
+    (e.g. a RuntimeError "retry limit exceeded" around a refused connection)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        if isinstance(error, BROKER_AWAY):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
-def _progress(attempt: AsyncResult) -> int:
-    return _done(attempt.info)
+def _discard(app: Celery, results: list[AsyncResult]) -> None:
+    """Revoke copies no longer needed and delete the answers already read (un-noised values
+    need not wait in Redis for their expiry), off the job's path: revoking retries its
+    publish for as long as the broker is away, and must never hold the job up."""
+    if not results:
+        return
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            app.control.revoke([result.id for result in results])
+        for result in results:
+            with contextlib.suppress(Exception):
+                result.forget()
+
+    threading.Thread(target=run, name="unseen-discard", daemon=True).start()
 
 
 def _states(app: Celery, attempts: list[AsyncResult]) -> dict[str, tuple[str, object]]:
@@ -121,6 +145,8 @@ class CeleryBlocks:
             done += len(chunk)
             if progress is not None:
                 progress(done, job.layout.blocks)
+        if done != job.layout.blocks:  # never release a query over part of the data
+            raise RuntimeError(f"{done} of {job.layout.blocks} blocks came back; not released")
 
     def block_results(self, job: AggregateJob) -> Iterator[BlockResult]:
         """Each block's parsed, clipped result as its chunk comes back, checked: exactly the
@@ -161,13 +187,13 @@ class CeleryBlocks:
         queue, app = node_queue(node), self._apps(node)
 
         def send(index: int) -> None:
-            sent[index] = time.monotonic()
             attempts[index].append(app.send_task(task, args=args(chunks[index]), queue=queue))
+            sent[index] = time.monotonic()
 
         attempts: dict[int, list[AsyncResult]] = {index: [] for index in range(len(chunks))}
         failures = dict.fromkeys(attempts, 0)
         sent = dict.fromkeys(attempts, -math.inf)  # never sent: due now
-        progressed: dict[str, int] = {}  # task id -> blocks it said it had done
+        beats: dict[str, object] = {}  # task id -> the last progress it reported
         done, heard, away = 0, time.monotonic(), False
         try:
             while attempts:
@@ -181,8 +207,8 @@ class CeleryBlocks:
                             if state in READY_STATES:
                                 ready = attempt
                                 break
-                            if state == "PROGRESS" and _done(info) > progressed.get(attempt.id, 0):
-                                progressed[attempt.id] = _done(info)
+                            if state == "PROGRESS" and info != beats.get(attempt.id):
+                                beats[attempt.id] = info  # a block done, or a heartbeat
                                 alive, sent[index] = True, time.monotonic()
                         if ready is not None and not ready.successful():
                             # The task's own failure, not the broker's: never mistake one
@@ -190,17 +216,19 @@ class CeleryBlocks:
                             self._failed(node, index, attempts, failures, ready)
                             ready, sent[index] = None, -math.inf  # due again now
                         if ready is None:
-                            if time.monotonic() - sent[index] > self._resend:
+                            overdue = time.monotonic() - sent[index] > self._resend
+                            if overdue and len(attempts[index]) < MAX_OUTSTANDING:
                                 send(index)
                             continue
                         wire = ready.get(timeout=10)
-                        for other in attempts.pop(index):
-                            if other is not ready:
-                                other.revoke()
-                        yield chunks[index], wire
+                        spent = attempts.pop(index)
                         done += len(chunks[index])
                         alive = answered = True
-                except BROKER_AWAY as exc:  # a broker restart: what it held is re-sent when due
+                        _discard(app, spent)  # the copies still out, and this answer
+                        yield chunks[index], wire
+                except Exception as exc:  # a broker restart: what it held is re-sent when due
+                    if not _away(exc):
+                        raise
                     if not away:
                         log.warning("broker unreachable while blocks are out (%r); retrying", exc)
                     away = True
@@ -217,10 +245,8 @@ class CeleryBlocks:
                 if not answered:  # progress alone is no reason to poll again at once
                     time.sleep(POLL_SECONDS)
         finally:
-            for pending in attempts.values():
-                for result in pending:
-                    with contextlib.suppress(*BROKER_AWAY):
-                        result.revoke()
+            if not away:
+                _discard(app, [a for pending in attempts.values() for a in pending])
 
     @staticmethod
     def _failed(
@@ -246,7 +272,7 @@ class CeleryBlocks:
 class RemoteNodes:
     """One task on one node, waited for: what the API needs from a node outside a job (a
     dataset's columns, its partitioning). No sign of life (an answer or progress) for
-    ``wait_seconds`` is NodeUnavailable; the node's own error re-raises as itself."""
+    ``wait_seconds`` is NodeUnavailable; the node's own error is NodeTaskFailed."""
 
     def __init__(self, apps: Callable[[str], Celery], wait_seconds: float = 300.0) -> None:
         self._apps = apps
@@ -255,27 +281,37 @@ class RemoteNodes:
     def call(self, node: str, task: str, *args: Any) -> Any:
         try:
             return self._call(node, task, args)
-        except BROKER_AWAY as exc:
-            raise NodeUnavailable(f"the broker is unreachable ({exc}); is Redis running?") from exc
+        except (NodeUnavailable, NodeTaskFailed):
+            raise
+        except Exception as exc:
+            if _away(exc):
+                raise NodeUnavailable(
+                    f"the broker is unreachable ({exc}); is Redis running?"
+                ) from exc
+            raise
 
     def _call(self, node: str, task: str, args: tuple[Any, ...]) -> Any:
-        result = self._apps(node).send_task(task, args=args, queue=node_queue(node))
-        heard, seen = time.monotonic(), 0
+        app = self._apps(node)
+        result = app.send_task(task, args=args, queue=node_queue(node))
+        heard, beat = time.monotonic(), None
         try:
             while True:
                 state = result.state
                 if state in READY_STATES:
-                    return result.get(timeout=10)
-                if state == "PROGRESS" and _progress(result) > seen:
-                    heard, seen = time.monotonic(), _progress(result)
+                    answer = result.get(timeout=10, propagate=False)
+                    if state != "SUCCESS":
+                        # Only the error's name and text cross over: whatever class a node
+                        # names is never raised here as itself.
+                        raise NodeTaskFailed(f"{type(answer).__name__}: {answer}")
+                    return answer
+                if state == "PROGRESS" and result.info != beat:
+                    heard, beat = time.monotonic(), result.info
                 if time.monotonic() - heard > self._wait:
                     raise NodeUnavailable(
                         f"node {node!r} did not answer for {self._wait:g} s: is its worker "
                         f"running (celery -A runner.node_tasks worker -Q {node_queue(node)}), "
                         "and the broker?"
                     )
-                time.sleep(0.05)
+                time.sleep(POLL_SECONDS)
         finally:
-            with contextlib.suppress(*BROKER_AWAY):
-                if not result.ready():
-                    result.revoke()
+            _discard(app, [result])

@@ -14,19 +14,23 @@ is the only tree a task may read from; job code is written under ``UNSEEN_NODE_J
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_init, worker_process_shutdown
 
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
@@ -40,10 +44,14 @@ from sandbox.container import SandboxLimits
 from sandbox.policy import check_code
 
 NODE = os.environ.get("UNSEEN_NODE", "local")
+log = logging.getLogger(__name__)
 app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"), NODE)
 #: A public sample travels to the API inside a task's answer; samples are small by design.
 MAX_SAMPLE_BYTES = 32 * 1024 * 1024
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DIRECTORY_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # a dataset's: its name and an id
+#: Seconds between a running task's heartbeats (see _heartbeat).
+HEARTBEAT_SECONDS = 5.0
 #: A job's sandbox containers are kept between its chunks, and removed once no chunk of it
 #: has come for this long (the node does not know which chunk is a job's last).
 IDLE_SECONDS = float(os.environ.get("UNSEEN_NODE_IDLE_SECONDS", "10"))
@@ -57,12 +65,35 @@ def _own_directory(raw: str) -> Path:
     return directory
 
 
+@contextmanager
+def _heartbeat(task: Task, progress: dict[str, int]) -> Iterator[None]:
+    """Report ``progress`` (and a beat count) every HEARTBEAT_SECONDS while the body runs, so
+    the reducer knows the worker is alive however long one block takes: liveness must not
+    depend on what contestant code does with the data."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        count = 0
+        while not stop.wait(HEARTBEAT_SECONDS):
+            count += 1
+            with contextlib.suppress(Exception):  # the broker briefly away: beat next time
+                task.update_state(state="PROGRESS", meta={**progress, "beat": count})
+
+    thread = threading.Thread(target=beat, name="unseen-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _own_file(raw: str, what: str) -> Path:
     path = Path(raw)
     if not path.is_absolute() or not path.is_file():
         raise FileNotFoundError(f"{what} {raw!r} is not an absolute path to a file on this node")
-    _own_directory(str(path.parent))
-    return path
+    _own_directory(str(path.resolve().parent))  # a link inside the data pointing out: refused
+    return path.resolve()
 
 
 def _data_root() -> Path:
@@ -92,17 +123,24 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Partition a dataset into keyed-hash blocks here, under this node's data directory (the
     HMAC key stays with the blocks); send back the layout and the public sample's bytes."""
-    if not JOB_ID.fullmatch(name):
+    if not DIRECTORY_NAME.fullmatch(name):
         raise ValueError(f"dataset directory name {name!r} is not a plain name")
     source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
+    if source == sample or sample.stat().st_size > MAX_SAMPLE_BYTES:  # may have changed since
+        raise ValueError("the sample must be a separate file under the size limit")
     directory = _data_root() / "datasets" / name
     if directory.exists():
         raise FileExistsError(f"{directory} exists on the node; register under another name")
+    progress = {"done": 0}
+
+    def partitioned(done: int, _total: int) -> None:
+        progress["done"] = done
+        self.update_state(state="PROGRESS", meta=dict(progress))
+
     try:
-        layout = partition_dataset(
-            source, directory / "blocks", unit_column, blocks,
-            progress=lambda done, _total: self.update_state(state="PROGRESS", meta={"done": done}),
-        )  # fmt: skip
+        with _heartbeat(self, progress):
+            layout = partition_dataset(source, directory / "blocks", unit_column, blocks,
+                                       progress=partitioned)  # fmt: skip
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -153,24 +191,27 @@ class _Sandboxes:
 
     def release(self, code_path: Path) -> None:
         with self._lock:
-            self._busy[code_path] -= 1
+            self._busy[code_path] = max(0, self._busy.get(code_path, 1) - 1)
             self._last_used[code_path] = time.monotonic()
 
     def _reap(self) -> None:
         while True:
-            time.sleep(min(1.0, IDLE_SECONDS / 2))
+            time.sleep(max(0.2, min(1.0, IDLE_SECONDS / 2)))
             now = time.monotonic()
             with self._lock:
                 idle = [path for path, used in self._last_used.items()
                         if not self._busy.get(path) and now - used > IDLE_SECONDS]  # fmt: skip
                 for path in idle:
-                    self._finish_locked(path)
+                    try:
+                        self._finish_locked(path)
+                    except Exception:  # Docker briefly away: try again at the next sweep
+                        log.warning("could not remove the containers of %s yet", path.parent)
 
     def _finish_locked(self, code_path: Path) -> None:
-        self._last_used.pop(code_path, None)
-        self._busy.pop(code_path, None)
         if self._sandbox is not None:
             self._sandbox.finish_job(code_path)
+        self._last_used.pop(code_path, None)
+        self._busy.pop(code_path, None)
         shutil.rmtree(code_path.parent, ignore_errors=True)
 
     def _finish_all_locked(self) -> None:
@@ -190,6 +231,13 @@ def _remove_containers(**_: object) -> None:
     SANDBOXES.finish_all()
 
 
+@worker_init.connect
+def _check_configuration(**_: object) -> None:
+    """A worker without its node's label would consume a queue no one sends to."""
+    if not os.environ.get("UNSEEN_NODE"):
+        raise RuntimeError("set UNSEEN_NODE to this data node's label (the -Q node.<label>)")
+
+
 def _jobs_dir() -> Path:
     default = Path(tempfile.gettempdir()) / "unseen-node-jobs"
     return Path(os.environ.get("UNSEEN_NODE_JOBS_DIR") or default)
@@ -203,7 +251,10 @@ def _policy_problem(code: str) -> str | None:
     return str(violations[0]) if violations else None
 
 
-@app.task(name="unseen.run_blocks", bind=True)
+# Acknowledged on receipt, not after: an aggregate chunk may outlast the broker's visibility
+# timeout, and would be handed out again while it runs; a chunk lost with its worker is sent
+# again by the reducer instead (no heartbeat for resend_seconds).
+@app.task(name="unseen.run_blocks", bind=True, acks_late=False)
 def run_blocks(
     self: Task,
     job_id: str,
@@ -230,12 +281,15 @@ def run_blocks(
     name = f"{job_id}-{os.getpid()}"
     sandbox = SANDBOXES.acquire(_jobs_dir() / name / CODE_FILE, sandbox_limits)
     answers: list[dict[str, Any]] = []
+    progress = {"done": 0}
     try:
         code_path = write_code(_jobs_dir(), name, code)
         job = AggregateJob(code_path, layout, specs, Combine.SUM, 0.0)
-        for result in local_block_results(job, sandbox, 1, blocks, finish=False):
-            answers.append(result.to_wire())
-            self.update_state(state="PROGRESS", meta={"done": len(answers)})
+        with _heartbeat(self, progress):
+            for result in local_block_results(job, sandbox, 1, blocks, finish=False):
+                answers.append(result.to_wire())
+                progress["done"] = len(answers)
+                self.update_state(state="PROGRESS", meta=dict(progress))
     finally:
         SANDBOXES.release(_jobs_dir() / name / CODE_FILE)
     return answers

@@ -93,13 +93,29 @@ class Node:
     deployed: Deployment
     broker: str
     label: str
-    state: Path
+    state: Path  # the node's data: its files and, once registered, their blocks
     worker: NodeWorker
+    server: Path  # the API's state, on the same machine here
 
     def start_worker(self, log: str) -> NodeWorker:
-        self.worker = NodeWorker(self.broker, self.label, self.state / "datasets",
-                                 self.state.parent / log)  # fmt: skip
+        self.worker = NodeWorker(self.broker, self.label, self.state, self.state.parent / log)
         return self.worker
+
+
+def _holding(home: Path, soda: SodaData) -> Path:
+    """A node's own copy of the data files, as a provider's machine would hold them."""
+    shutil.copytree(soda.full, home / "full")
+    shutil.copytree(soda.sample, home / "sample")
+    return home
+
+
+def _on(node: Node, soda: SodaData, name: str, as_name: str, blocks: int) -> dict[str, object]:
+    """A registration of one of the node's own files (paths on the node), for that node."""
+    registration = soda.registration(name, blocks, as_name=as_name)
+    for key in ("source_path", "sample_path"):
+        relative = Path(str(registration[key])).relative_to(soda.full.parent)
+        registration[key] = str(node.state / relative)
+    return {**registration, "node": node.label}
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +123,19 @@ def fanned_out(
     broker: str, runner_image: str, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
     label = f"node-{secrets.token_hex(3)}"
-    env = {"UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": label, "UNSEEN_NODE_WAIT_SECONDS": "15",
-           "UNSEEN_NODE_RESEND_SECONDS": "5"}  # fmt: skip
-    state = tmp_path_factory.mktemp("fanout") / "server"
-    deployed = start_deployment(state, soda, env)
+    # The API is a node of its own (the hub): datasets on `label` are that node's worker's.
+    env = {"UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": f"hub-{label}",
+           "UNSEEN_NODE_WAIT_SECONDS": "15", "UNSEEN_NODE_RESEND_SECONDS": "5"}  # fmt: skip
+    home = tmp_path_factory.mktemp("fanout")
+    server = home / "server"
+    deployed = start_deployment(server, soda, env)
+    data = _holding(home / "node", soda)
+    worker = NodeWorker(broker, label, data, home / "worker.log")
+    node = Node(deployed, broker, label, data, worker, server)
+    deployed.organizer.register_dataset(**_on(node, soda, "transport_cards", "cards_60", BLOCKS))
     deployed.organizer.register_dataset(
-        **soda.registration("transport_cards", BLOCKS, as_name="cards_60")
+        **_on(node, soda, "transport_cards", "cards_many", MANY_BLOCKS)
     )
-    deployed.organizer.register_dataset(
-        **soda.registration("transport_cards", MANY_BLOCKS, as_name="cards_many")
-    )
-    worker = NodeWorker(broker, label, state / "datasets", state.parent / "worker.log")
-    node = Node(deployed, broker, label, state, worker)
     yield node
     node.worker.stop()
     deployed.server.stop()
@@ -135,7 +152,8 @@ def test_the_nodes_worker_computes_the_blocks_and_the_reducer_noises_once(
     done = deployed.contestant.wait(job["id"], timeout=300)
     assert done["state"] == "awaiting_review", done
     assert done["progress"] == {"blocks_done": BLOCKS, "blocks_total": BLOCKS}
-    succeeded = worker.log.read_text().count("succeeded in")
+    lines = worker.log.read_text().splitlines()
+    succeeded = sum("unseen.query_blocks[" in line and "succeeded in" in line for line in lines)
     assert succeeded == math.ceil(BLOCKS / CHUNK_BLOCKS)  # every chunk answered once
     released = deployed.organizer.release(job["id"])
     assert {cell["name"] for cell in released["result"]} == {"trips", "mean_fare"}
@@ -318,21 +336,11 @@ def remote(
     provider's machine would): datasets are registered and partitioned there."""
     label = f"remote-{secrets.token_hex(3)}"
     home = tmp_path_factory.mktemp("remote")
-    shutil.copytree(soda.full, home / "data" / "full")
-    shutil.copytree(soda.sample, home / "data" / "sample")
-    worker = NodeWorker(fanned_out.broker, label, home / "data", home / "worker.log")
-    node = Node(fanned_out.deployed, fanned_out.broker, label, home / "data", worker)
+    data = _holding(home / "data", soda)
+    worker = NodeWorker(fanned_out.broker, label, data, home / "worker.log")
+    node = Node(fanned_out.deployed, fanned_out.broker, label, data, worker, fanned_out.server)
     yield node
     node.worker.stop()
-
-
-def _on(node: Node, soda: SodaData, name: str, as_name: str, blocks: int) -> dict[str, object]:
-    """A registration of one of the node's own files (paths on the node), for that node."""
-    registration = soda.registration(name, blocks, as_name=as_name)
-    for key in ("source_path", "sample_path"):
-        relative = Path(str(registration[key])).relative_to(soda.full.parent)
-        registration[key] = str(node.state / relative)
-    return {**registration, "node": node.label}
 
 
 def test_a_dataset_on_another_node_is_partitioned_there_and_jobs_run_there(
@@ -350,7 +358,7 @@ def test_a_dataset_on_another_node_is_partitioned_there_and_jobs_run_there(
     assert (
         held.is_relative_to(remote.state / "datasets") and (held / "block-00019.parquet").exists()
     )
-    server_copy = next((fanned_out.state / "datasets").glob("taxi_remote-*"))
+    server_copy = next((fanned_out.server / "datasets").glob("taxi_remote-*"))
     assert sorted(p.name for p in server_copy.iterdir()) == ["sample.parquet"]  # no blocks here
     sample = deployed.contestant.download_sample("taxi_remote", remote.state.parent / "s.parquet")
     assert (
@@ -402,3 +410,19 @@ def test_registering_on_a_node_refuses_clearly_and_keeps_nothing(
     assert "is its worker running" in str(refused.value) and time.monotonic() - started < 60
     names = {d["name"] for d in organizer.datasets()}
     assert not names & {"taxi_outside", "taxi_wrong", "taxi_nowhere"}
+
+
+def test_a_dataset_on_the_servers_own_node_still_runs_here(
+    fanned_out: Node, soda: SodaData
+) -> None:
+    """With a broker, a dataset registered on the API's own node (no node named) is not sent
+    to any queue: its blocks are here, and the jobs on it run here."""
+    deployed, worker = fanned_out.deployed, fanned_out.worker
+    deployed.organizer.register_dataset(**soda.registration("transport_cards", 6, as_name="here"))
+    before = worker.log.read_text(errors="replace").count(" received")
+    query = deployed.contestant.query("here", PLAN, 0.5)
+    job = deployed.contestant.submit("here", EXAMPLE, FARE_OUTPUTS, 0.5)
+    for submitted in (query, job):
+        done = deployed.contestant.wait(submitted["id"], timeout=300)
+        assert done["state"] == "awaiting_review", deployed.organizer.job(submitted["id"])
+    assert worker.log.read_text(errors="replace").count(" received") == before

@@ -134,7 +134,8 @@ def test_redis_restarted_mid_job_finishes_the_job(contest: Contest) -> None:
     assert report["blocks"] == LONG, report
     assert set(report["run_ends"]) <= {"exited", "nonzero_exit"}, report
     assert contest.charges(job["id"]) == 1
-    assert "broker unreachable" in stack.logs("api", tail="all")  # it did hit the job
+    seen = stack.logs("api", tail="all")  # it did hit the job: the reducer saw it, or a node
+    assert "broker unreachable" in seen or "lost a chunk's answer" in seen
 
 
 def test_a_node_offline_at_submission_holds_the_job_until_it_is_back(contest: Contest) -> None:
@@ -190,6 +191,8 @@ for name, attempt in {
     "write other's result": lambda: own.set(f"unseen.{other}:celery-task-meta-x", "{}"),
     "listen to other's results": listen,
     "list every key": lambda: own.keys("*"),
+    "scan every key": lambda: own.scan(0, count=1000),
+    "list every channel": lambda: own.pubsub_channels(),
     "unprefixed key": lambda: own.get("celery-task-meta-x"),
 }.items():
     try:
@@ -199,6 +202,12 @@ for name, attempt in {
         outcome[name] = "refused"
     except redis.exceptions.ResponseError as exc:
         outcome[name] = "refused" if "NOPERM" in str(exc) else repr(exc)
+import socket
+try:
+    socket.create_connection(("postgres", 5432), timeout=3).close()
+    outcome["reach the database"] = "allowed"
+except OSError:
+    outcome["reach the database"] = "refused"
 try:
     redis.Redis(host="redis").ping()
     outcome["no password"] = "allowed"

@@ -29,7 +29,7 @@ from runner.blocks import (
     parquet_columns,
     partition_dataset,
 )
-from runner.node_errors import NodeUnavailable
+from runner.node_errors import NodeTaskFailed, NodeUnavailable
 
 if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
     from runner.celery_fanout import RemoteNodes
@@ -122,6 +122,8 @@ def _prepare_on_node(
         )
     try:
         seen = nodes.call(node, "unseen.inspect_dataset", body.source_path, body.sample_path)
+        if not isinstance(seen, dict) or set(seen) != {"columns", "sample_columns", "sample_rows"}:
+            raise ApiError(502, "node_answer", f"node {node!r} described the files oddly")
         _check_sample(seen["columns"], seen["sample_columns"])
         _check_declaration(body, seen["columns"])
         made = nodes.call(
@@ -130,14 +132,25 @@ def _prepare_on_node(
         )  # fmt: skip
     except NodeUnavailable as exc:
         raise ApiError(503, "node_unavailable", str(exc)) from exc
-    except ApiError:
-        raise
-    except Exception as exc:  # the node's own refusal, re-raised here by Celery
-        raise ApiError(422, "node_refused", f"node {node!r}: {type(exc).__name__}: {exc}") from exc
+    except NodeTaskFailed as exc:  # the node's own refusal: a file, the data, its config
+        raise ApiError(422, "node_refused", f"node {node!r}: {exc}") from exc
+    layout = _node_layout(made, blocks, node)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sample.parquet").write_bytes(base64.b64decode(made["sample"], validate=True))
-    layout = BlockLayout(Path(made["directory"]), made["blocks"], made["rows"], made["units"])
     return _Prepared(layout, dict(seen["columns"]), int(seen["sample_rows"]))
+
+
+def _node_layout(made: object, blocks: int, node: str) -> BlockLayout:
+    """The layout a node reports, checked: the blocks asked for, whole positive counts."""
+    fields = ("directory", "blocks", "rows", "units", "sample")
+    if not isinstance(made, dict) or set(made) != set(fields):
+        raise ApiError(502, "node_answer", f"node {node!r} answered the registration oddly")
+    counts = [made["blocks"], made["rows"], made["units"]]
+    if made["blocks"] != blocks or not all(type(n) is int and n >= 0 for n in counts):
+        raise ApiError(502, "node_answer", f"node {node!r} reported an impossible layout")
+    if not isinstance(made["directory"], str) or not Path(made["directory"]).is_absolute():
+        raise ApiError(502, "node_answer", f"node {node!r} reported no usable directory")
+    return BlockLayout(Path(made["directory"]), blocks, made["rows"], made["units"])
 
 
 @router.post("", status_code=201)
