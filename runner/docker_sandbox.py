@@ -73,9 +73,9 @@ class DockerSandbox:
             return f"cannot reach the Docker engine ({exc}); start Docker and retry"
         return None
 
-    def reap(self) -> int:
+    def reap(self, exited_only: bool = False) -> int:
         try:
-            return reap_orphans(self._client(), self._node)
+            return reap_orphans(self._client(), self._node, exited_only)
         except DockerException:
             log.warning("could not reach Docker to reap orphaned sandbox containers")
             return 0

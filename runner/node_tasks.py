@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
@@ -229,6 +229,15 @@ SANDBOXES = _Sandboxes()
 @worker_process_shutdown.connect
 def _remove_containers(**_: object) -> None:
     SANDBOXES.finish_all()
+
+
+@worker_ready.connect
+def _reap_stopped_containers(**_: object) -> None:
+    """Remove the stopped sandboxes a killed worker of this node left behind (its zygotes exit
+    when it dies, but stay listed); running ones may be another live worker's."""
+    reaped = DockerSandbox(NODE, SandboxLimits()).reap(exited_only=True)
+    if reaped:
+        log.warning("removed %d stopped sandbox container(s) of node %s", reaped, NODE)
 
 
 @worker_init.connect

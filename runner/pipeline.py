@@ -162,18 +162,18 @@ def local_block_results(
     The job's sandbox containers are released when the last block is done, unless the caller
     (a node running one chunk of many) keeps them with ``finish=False``."""
     indices = range(job.layout.blocks) if blocks is None else blocks
+
+    def one(index: int) -> BlockResult:
+        return block_result(index, run_block(job.code_path, job.layout.block_path(index)),
+                            job.outputs)  # fmt: skip
+
     try:
-        with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="block") as pool:
-            futures = [
-                pool.submit(
-                    lambda i: block_result(
-                        i, run_block(job.code_path, job.layout.block_path(i)), job.outputs
-                    ),
-                    index,
-                )
-                for index in indices
-            ]
-            for future in as_completed(futures):
+        if slots <= 1:  # in this thread: a sandbox keyed by thread finds its warm slot again
+            for index in indices:
+                yield one(index)
+            return
+        with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="block") as pool:
+            for future in as_completed([pool.submit(one, index) for index in indices]):
                 yield future.result()
     finally:
         if finish:

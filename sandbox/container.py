@@ -202,14 +202,14 @@ def _remove_quietly(container: docker.models.containers.Container) -> None:
         container.remove(force=True)
 
 
-def reap_orphans(client: docker.DockerClient, node: str) -> int:
-    """Remove sandbox containers a crashed worker of this node left behind; returns how many."""
+def reap_orphans(client: docker.DockerClient, node: str, exited_only: bool = False) -> int:
+    """Remove sandbox containers a crashed worker of this node left behind; returns how many.
+    ``exited_only``: only those that stopped, where other live workers share the node."""
+    filters: dict[str, object] = {"label": [f"{SANDBOX_LABEL}=1", f"{NODE_LABEL}={node}"]}
+    if exited_only:
+        filters["status"] = ["exited", "dead"]
     removed = 0
-    for container in client.containers.list(
-        all=True,
-        ignore_removed=True,
-        filters={"label": [f"{SANDBOX_LABEL}=1", f"{NODE_LABEL}={node}"]},
-    ):
+    for container in client.containers.list(all=True, ignore_removed=True, filters=filters):
         _remove_quietly(container)
         removed += 1
     return removed

@@ -55,6 +55,9 @@ def zygote_config(
         cap_add=ZYGOTE_CAPS,
         entrypoint=["python3", "-I", "-B", "/opt/unseen/zygote.py"],
         stdin_open=True,
+        # Not detached: docker-py then asks for StdinOnce, so the zygote's stdin closes when
+        # its one attached client goes, and it exits, even when that client was SIGKILLed.
+        detach=False,
         volumes={str(code_path.resolve()): {"bind": CODE_MOUNT, "mode": "ro"}},  # no data
         tmpfs={"/scratch": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
         environment={

@@ -277,9 +277,10 @@ def test_a_nodes_partials_equal_the_local_ones(fanned_out: Node) -> None:
     assert Partials.from_wire(wire, plan).to_wire() == here.to_wire()
 
 
-def _node_containers(label: str) -> list[str]:
+def _node_containers(label: str, *filters: str) -> list[str]:
+    extra = [arg for condition in filters for arg in ("--filter", condition)]
     listed = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=unseen.node={label}"],
+        ["docker", "ps", "-aq", "--filter", f"label=unseen.node={label}", *extra],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return listed.stdout.split()
@@ -326,6 +327,9 @@ def test_a_node_killed_mid_aggregate_job_counts_every_block_once(fanned_out: Nod
     report = deployed.organizer.job(job["id"])["report"]
     assert report["blocks"] == BLOCKS and report["outcomes"] == {"ok": BLOCKS}, report
     assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
+    # The killed worker's sandboxes stopped with it; the new worker removed them at start.
+    assert _node_containers(fanned_out.label, "status=exited") == []
+    assert "stopped sandbox container(s)" in fanned_out.worker.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")

@@ -290,3 +290,42 @@ def test_a_channel_lost_before_the_first_block_gets_a_fresh_container(
     slot._sock.shutdown(socket.SHUT_RDWR)
     assert values(slot.run(blocks[0]), ["n"]) == {"n": 3.0}
     assert slot.container_id != first
+
+
+HOST_DIES = """
+import os, signal, sys
+from pathlib import Path
+import docker
+from sandbox.container import SandboxLimits
+from sandbox.zygote import ZygoteContainer
+slot = ZygoteContainer(docker.from_env(), sys.argv[1], Path(sys.argv[2]), SandboxLimits(),
+                       {"unseen.node": "test-zygote-orphan"})
+slot.start()
+print(slot.container_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no goodbye: the attach socket goes with the process
+"""
+
+
+def test_a_zygote_whose_host_process_is_killed_exits(runner_image: str, tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-job cannot remove its slot containers; the zygote must notice its
+    stdin closing and exit, so the container stops (and a node's next worker removes it)
+    instead of waiting for blocks for ever."""
+    import subprocess
+    import sys
+    import time
+
+    tmp_path.chmod(0o755)
+    code = tmp_path / "analysis.py"
+    code.write_text("def analyze(df):\n    return {'n': float(len(df))}\n")
+    code.chmod(0o644)
+    ran = subprocess.run([sys.executable, "-c", HOST_DIES, runner_image, str(code)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    container = docker.from_env().containers.get(ran.stdout.split()[0])
+    try:
+        deadline = time.monotonic() + 20
+        while container.status != "exited":
+            assert time.monotonic() < deadline, f"the orphaned zygote is still {container.status}"
+            time.sleep(0.2)
+            container.reload()
+    finally:
+        container.remove(force=True)
