@@ -96,6 +96,17 @@ def _own_file(raw: str, what: str) -> Path:
     return path.resolve()
 
 
+def _dataset_files(source_path: str, sample_path: str) -> tuple[Path, Path]:
+    """A dataset's full file and its public sample: both this node's own, the sample a
+    separate file and small enough to travel to the API."""
+    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
+    if source == sample:
+        raise ValueError("the public sample must be a separate file, never the full data itself")
+    if sample.stat().st_size > MAX_SAMPLE_BYTES:
+        raise ValueError(f"the sample is over {MAX_SAMPLE_BYTES >> 20} MiB; publish a smaller one")
+    return source, sample
+
+
 def _data_root() -> Path:
     root = os.environ.get("UNSEEN_NODE_DATA_DIR")
     if not root:
@@ -107,11 +118,7 @@ def _data_root() -> Path:
 def inspect_dataset(source_path: str, sample_path: str) -> dict[str, Any]:
     """The columns of a dataset file and of its public sample, before anything is written:
     the API checks the organizer's declaration against them."""
-    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
-    if source.resolve() == sample.resolve():
-        raise ValueError("the public sample must be a separate file, never the full data itself")
-    if sample.stat().st_size > MAX_SAMPLE_BYTES:
-        raise ValueError(f"the sample is over {MAX_SAMPLE_BYTES >> 20} MiB; publish a smaller one")
+    source, sample = _dataset_files(source_path, sample_path)
     columns, _rows = parquet_columns(source)
     sample_columns, sample_rows = parquet_columns(sample)
     return {"columns": columns, "sample_columns": sample_columns, "sample_rows": sample_rows}
@@ -125,9 +132,7 @@ def prepare_dataset(
     HMAC key stays with the blocks); send back the layout and the public sample's bytes."""
     if not DIRECTORY_NAME.fullmatch(name):
         raise ValueError(f"dataset directory name {name!r} is not a plain name")
-    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
-    if source == sample or sample.stat().st_size > MAX_SAMPLE_BYTES:  # may have changed since
-        raise ValueError("the sample must be a separate file under the size limit")
+    source, sample = _dataset_files(source_path, sample_path)  # again: files may have changed
     directory = _data_root() / "datasets" / name
     if directory.exists():
         raise FileExistsError(f"{directory} exists on the node; register under another name")
