@@ -1,10 +1,12 @@
 """Celery wiring of the scale-out shape: Redis as broker and result store, one queue per data
 node (``node.<label>``), so a node's worker receives only tasks on the datasets it holds.
 
-Block tasks are pure reads of one node's blocks and return partial aggregates, so running one
-twice is harmless; they are acknowledged late (after they finish) and given back to the queue
-when their worker dies, and the reducer keeps exactly one answer per chunk of blocks: a worker
-lost mid-job costs time, never a block counted twice.
+Running a block task twice is harmless (query chunks are pure reads; aggregate chunks run
+sandboxed code whose answers the reducer takes once), and the reducer keeps exactly one answer
+per chunk of blocks: a worker lost mid-job costs time, never a block counted twice. Query
+chunks are acknowledged late (after they finish) and given back to the queue when their
+worker dies; aggregate chunks, which may outlast the visibility timeout, are acknowledged on
+receipt and sent again by the reducer when their heartbeat stops.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from celery import Celery
 from privacy.query import DatasetPolicy
 
 #: Seconds a task handed to a worker may go unacknowledged before Redis hands it to another
-#: (a worker killed mid-task never acknowledges). Longer than any chunk of blocks takes.
+#: (a worker killed mid-task never acknowledges). Longer than any query chunk takes.
 VISIBILITY_SECONDS = float(os.environ.get("UNSEEN_VISIBILITY_SECONDS", "120"))
 
 
