@@ -105,7 +105,12 @@ BlockSource = Callable[[AggregateJob], Iterable[BlockResult]]
 
 
 def _finite_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float: refused like infinity
+        return False
 
 
 @dataclass

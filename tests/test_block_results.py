@@ -41,6 +41,7 @@ def test_values_out_of_bounds_are_clipped_again_by_the_reducer() -> None:
         ({"values": {"a": 1.0, "b": 0.0, "c": 1.0}}, "exactly"),
         ({"values": {"a": float("nan"), "b": 0.0}}, "finite"),
         ({"values": {"a": "1", "b": 0.0}}, "finite"),
+        ({"values": {"a": 10**400, "b": 0.0}}, "finite"),
         ({"values": {"a": True, "b": 0.0}}, "finite"),
         ({"values": [1.0, 0.0]}, "exactly"),
         ({"exit_code": "0"}, "malformed"),
