@@ -252,6 +252,8 @@ def queue_job(
         delta_units = delta_charge_units(delta)
     except BudgetError as exc:
         raise ApiError(422, "bad_delta", str(exc)) from exc
+    # The job runs at the ε and δ it is charged, exactly (see privacy.budget.charge_units).
+    epsilon, delta = to_epsilon(units), to_delta(delta_units)
     team = session.get(Team, user.team_id)
     assert team is not None
     require_full_access(session, team)

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from privacy.budget import MAX_EPSILON_PER_JOB, MIN_EPSILON_PER_JOB
+
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -130,7 +132,12 @@ class NewJob(Strict):
     dataset: str
     code: str = Field(description="Python source defining analyze(df) -> dict[str, float].")
     outputs: list[OutputIn] = Field(description="Every value analyze returns, with bounds.")
-    epsilon: float | None = Field(None, gt=0, le=10, description="Required for target=full.")
+    epsilon: float | None = Field(
+        None,
+        ge=MIN_EPSILON_PER_JOB,
+        le=MAX_EPSILON_PER_JOB,
+        description="Required for target=full.",
+    )
     combine: Literal["mean", "sum"] = "mean"
     mode: Literal["aggregate"] = "aggregate"
     target: Literal["full", "sample"] = Field(
@@ -146,7 +153,7 @@ class EstimateIn(Strict):
     dataset: str
     outputs: list[OutputIn] = Field(default_factory=list)
     plan: dict[str, Any] | None = None
-    epsilon: float = Field(gt=0, le=10)
+    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB)
     delta: float = Field(0.0, ge=0, le=1e-4)
     combine: Literal["mean", "sum"] = "mean"
     code: str | None = Field(
@@ -162,7 +169,7 @@ class NewQuery(Strict):
         description="filter, group_by (public key domains only), aggregates "
         "[{name, op: count|sum|mean, column, lo, hi}], max_rows_per_unit, max_groups_per_unit."
     )
-    epsilon: float = Field(gt=0, le=10)
+    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB)
     delta: float = Field(
         0.0, ge=0, le=1e-4, description="Only for group_by keys without a public set."
     )
@@ -175,6 +182,9 @@ class NoiseOut(BaseModel):
     noise_scale: float
     error_bound_95: float
     describes: str = Field("", description="What the noisy quantity is, and its unit.")
+    grid_step: float | None = Field(
+        None, description="Aggregate mode: every released value is a whole multiple of this."
+    )
 
 
 class ReleasedOut(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.container import SandboxLimits
+from sandbox.policy import MAX_CODE_BYTES
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Settings:
     slots: int = 2
     default_blocks: int = 64
     limits: SandboxLimits = field(default_factory=SandboxLimits)
-    max_code_bytes: int = 256 * 1024
+    max_code_bytes: int = MAX_CODE_BYTES
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
     isolation: str = "zygote"  # or "container": a fresh container per block
     # The scale-out shape: query blocks go to the data node's Celery queue through this broker.

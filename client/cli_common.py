@@ -33,6 +33,25 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 errors = Console(stderr=True, highlight=False)
 
+#: Bidirectional overrides and isolates: they reorder what a terminal shows ("Trojan Source").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def verbatim(text: str) -> str:
+    """Contestant text as it is, every character visible: no markup, no terminal control.
+
+    Code and logs are the team's words; rendered as rich markup, ``[/]`` crashed the review
+    and ``[white on white]`` hid a line. Control characters (escape sequences, carriage
+    returns) and bidi overrides could hide or reorder lines the same way, so they are shown
+    as escapes; newlines and tabs stay.
+    """
+    return "".join(
+        ch
+        if ch in "\n\t" or (ch.isprintable() and ch not in _BIDI)
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
 
 @contextmanager
 def connected(url: str | None, token: str | None, timeout: float = 60.0) -> Iterator[UnseenClient]:

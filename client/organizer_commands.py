@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from client import job_commands
-from client.cli_common import EXIT_USAGE, AsJson, Token, Url, connected, errors, read_json_file
+from client.cli_common import (
+    EXIT_USAGE,
+    AsJson,
+    Token,
+    Url,
+    connected,
+    errors,
+    read_json_file,
+    verbatim,
+)
 
 console = Console(highlight=False)
 teams_app = typer.Typer(help="Teams and their way to round two (organizers).")
@@ -204,12 +213,24 @@ def show(
         return
     console.print(f"job {job['id']} of {job['team']} on {job['dataset']}: {job['state']}, "
                   f"{job['mode']}, ε={job['epsilon']:g}")  # fmt: skip
-    console.print(json.dumps(job["plan"], indent=2) if job.get("plan") else job.get("code", ""))
+    shown = json.dumps(job["plan"], indent=2) if job.get("plan") else job.get("code", "")
+    console.out(verbatim(str(shown)), highlight=False)  # the team's words, never markup
     _values(job.get("pending_values") or [])
     if job.get("report"):
-        console.print(f"report: {json.dumps(job['report'])}")
+        console.out("report (from the full data, organizers only): "
+                    + verbatim(json.dumps(job["report"])), highlight=False)  # fmt: skip
     if job.get("logs"):
-        console.print("logs (organizers only):\n" + str(job["logs"])[-4000:])
+        console.out("logs (from the full data, organizers only):\n"
+                    + verbatim(str(job["logs"])[-4000:]), highlight=False)  # fmt: skip
+    if job.get("state") == "awaiting_review":
+        console.out(REVIEW_RULE, highlight=False)
+
+
+REVIEW_RULE = (
+    "Decide on the code and the noised values only. The logs, the report and the block "
+    "outcomes come from the full data, and the team sees a rejection and its reason: a "
+    "decision taken on them passes what they say to the team, outside any noise."
+)
 
 
 def _values(cells: list[dict[str, Any]]) -> None:

@@ -13,6 +13,10 @@ import math
 
 UNITS_PER_EPSILON = 1_000_000
 MAX_EPSILON_PER_JOB = 10.0
+#: The public floor: a job asks for at least this ε. Below it a charge would round to a
+#: handful of units (or none: ε = 1e-300 once cost nothing) while the job still runs on the
+#: full data, a free probe of whatever the data decides about its success.
+MIN_EPSILON_PER_JOB = 0.001
 
 
 class BudgetError(ValueError):
@@ -20,12 +24,18 @@ class BudgetError(ValueError):
 
 
 def charge_units(epsilon: float) -> int:
-    """Micro-ε units a job of ``epsilon`` costs (rounded up)."""
-    if not (math.isfinite(epsilon) and 0 < epsilon <= MAX_EPSILON_PER_JOB):
+    """Micro-ε units a job of ``epsilon`` costs.
+
+    A job then *runs* at ``to_epsilon(units)``, not at the ε asked for, so what it spends is
+    exactly what it is charged whatever the rounding; the tolerance only keeps decimal inputs
+    (0.1 is 0.1000000000000000055…) from costing a unit more.
+    """
+    if not (math.isfinite(epsilon) and MIN_EPSILON_PER_JOB <= epsilon <= MAX_EPSILON_PER_JOB):
         raise BudgetError(
-            f"epsilon must be a number in (0, {MAX_EPSILON_PER_JOB:g}]; got {epsilon}"
+            f"epsilon must be a number in [{MIN_EPSILON_PER_JOB:g}, {MAX_EPSILON_PER_JOB:g}] "
+            f"(the floor keeps every full-data run charged); got {epsilon}"
         )
-    return math.ceil(epsilon * UNITS_PER_EPSILON - 1e-9)
+    return math.ceil(epsilon * UNITS_PER_EPSILON - 1e-6)
 
 
 def cap_units(epsilon: float) -> int:
@@ -41,12 +51,18 @@ def to_epsilon(units: int) -> float:
 
 UNITS_PER_DELTA = 10**15
 MAX_DELTA_PER_JOB = 1e-4
+MIN_DELTA_PER_JOB = 1e-12  # for δ > 0: the same floor, in femto-δ (1,000 units)
 
 
 def delta_charge_units(delta: float) -> int:
-    """Femto-δ units a job of ``delta`` costs (rounded up); 0 for a pure ε-DP job."""
-    if not (math.isfinite(delta) and 0 <= delta <= MAX_DELTA_PER_JOB):
-        raise BudgetError(f"delta must be a number in [0, {MAX_DELTA_PER_JOB:g}]; got {delta}")
+    """Femto-δ units a job of ``delta`` costs; 0 for a pure ε-DP job. It runs at ``to_delta``."""
+    if not (
+        math.isfinite(delta) and (delta == 0 or MIN_DELTA_PER_JOB <= delta <= MAX_DELTA_PER_JOB)
+    ):
+        raise BudgetError(
+            f"delta must be 0 or a number in [{MIN_DELTA_PER_JOB:g}, {MAX_DELTA_PER_JOB:g}]; "
+            f"got {delta}"
+        )
     return math.ceil(delta * UNITS_PER_DELTA - 1e-6)
 
 

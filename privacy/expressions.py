@@ -101,6 +101,93 @@ def validate(expression: object, columns: Mapping[str, str], depth: int = 0) -> 
         validate(arg, columns, depth + 1)
 
 
+#: What a column's Arrow type is to the language; anything else can only be compared for
+#: equality or tested with ``isin``.
+NUMBER, BOOL, TEXT, TIME, OTHER = "number", "bool", "text", "time", "other"
+_KIND_PREFIXES = (
+    (("int", "uint", "float", "double", "halffloat", "decimal"), NUMBER),
+    (("bool",), BOOL),
+    (("string", "large_string", "utf8", "large_utf8"), TEXT),
+    (("timestamp", "date"), TIME),
+)
+_ORDERED = {(NUMBER, NUMBER), (TEXT, TEXT), (TIME, TIME), (TIME, TEXT), (TEXT, TIME)}
+
+
+def column_kind(arrow_type: str) -> str:
+    """The language's kind of an Arrow type string such as ``int64`` or ``timestamp[us]``."""
+    for prefixes, kind in _KIND_PREFIXES:
+        if arrow_type.startswith(prefixes):
+            return kind
+    return OTHER
+
+
+def kind_of(expression: dict[str, Any], columns: Mapping[str, str]) -> str:
+    """The kind an expression (already ``validate``-d) evaluates to, or an ``ExpressionError``
+    naming the column and its type where an operator cannot take it.
+
+    Checked at submission so that no plan can fail on the data at run time: what a
+    type mismatch would raise there (text compared with a number, the hour of a float) is a
+    422 here instead, decided on the public schema alone.
+    """
+    if "col" in expression:
+        return column_kind(columns[expression["col"]])
+    if "lit" in expression:
+        value = expression["lit"]
+        return BOOL if isinstance(value, bool) else TEXT if isinstance(value, str) else NUMBER
+    op, args = expression["op"], expression["args"]
+    kinds = [kind_of(arg, columns) for arg in args]
+
+    def refuse(wanted: str, index: int = 0) -> ExpressionError:
+        arg = args[index]
+        what = (
+            f"column {arg['col']!r} of type {columns[arg['col']]}"
+            if "col" in arg
+            else f"a {kinds[index]} expression"
+        )
+        return ExpressionError(f"{op!r} needs {wanted}; got {what}")
+
+    if op in ("==", "!="):
+        pair = (kinds[0], kinds[1])
+        if kinds[0] != kinds[1] and pair not in _ORDERED and {NUMBER, BOOL} != set(pair):
+            raise refuse(f"two values of one kind (here {kinds[1]})")
+        return BOOL
+    if op in ("==", "!=", "<", "<=", ">", ">=", "between") and TIME in kinds:
+        for arg, kind in zip(args, kinds, strict=True):
+            if kind == TEXT and "lit" in arg and not _is_timestamp(arg["lit"]):
+                raise ExpressionError(
+                    f"{op!r}: {arg['lit']!r} is not a date or time; write e.g. '2026-03-02 08:00'"
+                )
+    if op in ("<", "<=", ">", ">=", "between"):
+        for index in range(1, len(args)):
+            if (kinds[0], kinds[index]) not in _ORDERED:
+                raise refuse(f"values that can be ordered against {kinds[index]}")
+        return BOOL
+    if op in ("+", "-", "*", "/", "bucket"):
+        for index, kind in enumerate(kinds):
+            if kind != NUMBER:
+                raise refuse("numbers", index)
+        return NUMBER
+    if op in ("and", "or", "not"):
+        for index, kind in enumerate(kinds):
+            if kind not in (BOOL, NUMBER):
+                raise refuse("true/false values", index)
+        return BOOL
+    if op in KEY_DOMAINS:
+        if kinds[0] != TIME:
+            raise refuse("a timestamp")
+        return NUMBER
+    if op == "isin":
+        return BOOL
+    raise ExpressionError(f"unknown operator {op!r}")  # validate() keeps this unreachable
+
+
+def _is_timestamp(text: str) -> bool:
+    try:
+        return pd.Timestamp(text) is not pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
 def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
     """The expression's value over ``frame``: a Series, or a scalar for literals."""
     if "col" in expression:
@@ -109,6 +196,8 @@ def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
         return expression["lit"]
     op, args = expression["op"], expression["args"]
     values = [evaluate(arg, frame) for arg in args]
+    if op in _ORDERING:
+        return _ordered(_ORDERING[op], values[0], values[1])
     if op in _BINARY:
         return _BINARY[op](values[0], values[1])
     if op == "/":
@@ -125,7 +214,9 @@ def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
     if op == "weekday":
         return values[0].dt.day_of_week
     if op == "between":
-        return (values[0] >= values[1]) & (values[0] <= values[2])
+        return _ordered(operator.ge, values[0], values[1]) & _ordered(
+            operator.le, values[0], values[2]
+        )
     if op == "isin":
         return values[0].isin(expression["values"])
     if op == "bucket":
@@ -135,6 +226,25 @@ def evaluate(expression: dict[str, Any], frame: pd.DataFrame) -> Any:
         inside = (index >= 0) & (index < len(edges) - 1)  # NaN lands outside too
         return pd.Series(np.where(inside, index, -1), index=x.index)
     raise ExpressionError(f"unknown operator {op!r}")  # validate() keeps this unreachable
+
+
+_ORDERING = {op: _BINARY[op] for op in ("<", "<=", ">", ">=")}
+
+
+def _ordered(compare: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    """An ordering comparison that never raises on the data: text columns held as Python
+    objects (with None for missing) are compared as pandas strings, a missing value is false."""
+    left, right = _as_text(left), _as_text(right)
+    result = compare(left, right)
+    if isinstance(result, pd.Series) and result.dtype != bool:
+        result = result.fillna(False).astype(bool)
+    return result
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, pd.Series) and value.dtype == object:
+        return value.astype("string")
+    return value
 
 
 def _as_bool(value: Any) -> Any:

@@ -198,7 +198,9 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
         values = frame[aggregate.column].to_numpy(dtype=float, na_value=np.nan)[rows]
         present = ~np.isnan(values)  # a missing value has no rank: it is in no bin
         width = (aggregate.hi - aggregate.lo) / aggregate.bins
-        index = np.clip((values[present] - aggregate.lo) // width, 0, aggregate.bins - 1)
+        # clipped first: ±inf would make the floor division NaN and the bin index garbage
+        clipped = np.clip(values[present], aggregate.lo, aggregate.hi)
+        index = np.clip((clipped - aggregate.lo) // width, 0, aggregate.bins - 1)
         flat = cell[present] * aggregate.bins + index.astype(np.int64)
         histograms[f"hist:{aggregate.column}"] = np.bincount(
             flat, minlength=cells * aggregate.bins

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from privacy.expressions import ExpressionError, key_domain, validate
+from privacy.expressions import (
+    BOOL,
+    NUMBER,
+    ExpressionError,
+    column_kind,
+    key_domain,
+    kind_of,
+    validate,
+)
 
 AGGREGATES = ("count", "sum", "mean", "variance", "quantile")
 NEEDS_COUNT = frozenset({"count", "mean", "variance"})
@@ -132,6 +140,8 @@ def parse_plan(raw: Mapping[str, Any], policy: DatasetPolicy) -> QueryPlan:
     try:
         if raw.get("filter") is not None:
             validate(raw["filter"], policy.columns)
+            if kind_of(raw["filter"], policy.columns) not in (BOOL, NUMBER):
+                raise ExpressionError("the filter must be true/false, e.g. a comparison")
         keys = [_group_key(item, policy) for item in raw.get("group_by", [])]
     except ExpressionError as exc:
         raise PlanError(str(exc)) from exc
@@ -209,6 +219,7 @@ def _group_key(item: object, policy: DatasetPolicy) -> GroupKey:
     if not isinstance(item, dict) or set(item) != {"name", "expr"}:
         raise PlanError("a group_by item is a column name or {'name': ..., 'expr': {...}}")
     validate(item["expr"], policy.columns)
+    kind_of(item["expr"], policy.columns)
     if item["expr"].get("col") == policy.unit_column:
         raise PlanError(
             f"group_by {item['name']!r} is the privacy unit itself: no group would ever be "
@@ -229,6 +240,11 @@ def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
     column = item.get("column")
     if column not in policy.columns or column == policy.unit_column:
         raise PlanError(f"aggregate {item['name']!r}: 'column' must name a numeric column")
+    if column_kind(policy.columns[column]) != NUMBER:
+        raise PlanError(
+            f"aggregate {item['name']!r}: column {column!r} is of type "
+            f"{policy.columns[column]}, not a number; {op} takes a numeric column"
+        )
     lo, hi = item.get("lo"), item.get("hi")
     if lo is None and hi is None and column in policy.bounds:
         lo, hi = policy.bounds[column]

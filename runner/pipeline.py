@@ -197,7 +197,7 @@ def run_aggregate(
     declared defaults. Only sandbox failures (more than ``max_sandbox_errors`` of them) abort
     the job, *before* any noise is drawn, so its reserved budget can be returned.
     """
-    accumulator = BlockAccumulator(job.outputs, job.combine, job.layout.blocks)
+    accumulator = BlockAccumulator(job.outputs, job.combine, job.layout.blocks, job.epsilon)
     report = AggregateReport()
     sandbox_errors = 0
     for result in results:
@@ -214,4 +214,4 @@ def run_aggregate(
             f"{sandbox_errors} of {job.layout.blocks} blocks could not be run in the sandbox; "
             f"check the Docker engine and the runner image. {detail[-500:]}"
         )
-    return AggregateResult(accumulator.release(job.epsilon), report)
+    return AggregateResult(accumulator.release(), report)

@@ -14,6 +14,13 @@ from tests.test_cli_journey import cli
 pytestmark = pytest.mark.docker
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
 OUTPUTS = [{"name": "n", "lo": 0, "hi": 100000}]
+# What a team could send to crash the review or hide a line from the reviewer.
+HOSTILE = (
+    "def analyze(df):\n"
+    "    print('[bold]log[/] [/]')\n"
+    "    return {'n': float(len(df))}  # [/] [white on white]hidden[/white on white]"
+    " \x1b[8mconcealed\x1b[0m \u202eevil\n"
+)
 
 
 def as_organizer(d: Deployment) -> dict[str, str]:
@@ -60,13 +67,19 @@ def test_register_admit_and_review_from_the_terminal(
         assert done.returncode == 0, done.stderr
     assert "nothing" in cli("teams", home=home, extra=org).stdout
 
-    jobs = [member.submit("cards_cli", QUICK, OUTPUTS, 0.2)["id"] for _ in range(2)]
+    jobs = [member.submit("cards_cli", code, OUTPUTS, 0.2)["id"] for code in (HOSTILE, QUICK)]
     for job in jobs:
         assert member.wait(job, timeout=300)["state"] == "awaiting_review"
     queue = {j["id"] for j in json.loads(cli("review", "--json", home=home, extra=org).stdout)}
     assert set(jobs) <= queue
     shown = cli("review", "show", jobs[0], home=home, extra=org)
+    assert shown.returncode == 0, shown.stderr
     assert "value (noised)" in shown.stdout and "analyze" in shown.stdout
+    # verbatim: markup shown as typed, control and bidi characters as visible escapes
+    assert "[/] [white on white]hidden[/white on white] \\x1b[8mconcealed" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\\u202eevil" in shown.stdout
+    assert "[bold]log[/] [/]" in shown.stdout  # the logs, too
+    assert "from the full data" in shown.stdout and "sees a rejection" in shown.stdout
     assert cli("review", "release", jobs[0], home=home, extra=org).returncode == 0
     rejected = cli("review", "reject", jobs[1], "--reason", "too fine", home=home, extra=org)
     assert rejected.returncode == 0 and "stays spent" in rejected.stdout

@@ -106,11 +106,60 @@ def random_trips(units: int, seed: int) -> pd.DataFrame:
         ({"aggregates": [{"name": "a", "op": "quantile", "column": "fare", "q": 0.5},
                          {"name": "b", "op": "quantile", "column": "fare", "q": 0.9,
                           "bins": 20}]}, "different bins"),
+        # type-checked against the schema: these used to pass and fail at run time on data
+        ({"filter": {"op": "<", "args": [{"col": "event"}, {"lit": 3}]},
+          "aggregates": [{"name": "n", "op": "count"}]}, "column 'event' of type string"),
+        ({"group_by": [{"name": "h", "expr": {"op": "hour", "args": [{"col": "fare"}]}}],
+          "aggregates": [{"name": "n", "op": "count"}]}, "column 'fare' of type double"),
+        ({"filter": {"op": "+", "args": [{"col": "event"}, {"col": "fare"}]},
+          "aggregates": [{"name": "n", "op": "count"}]}, "'\\+' needs numbers"),
+        ({"filter": {"col": "event"}, "aggregates": [{"name": "n", "op": "count"}]},
+         "filter must be true/false"),
+        ({"filter": {"op": ">=", "args": [{"col": "ts"}, {"lit": "banana"}]},
+          "aggregates": [{"name": "n", "op": "count"}]}, "not a date or time"),
+        ({"aggregates": [{"name": "s", "op": "sum", "column": "ts", "lo": 0, "hi": 1}]},
+         "type timestamp.*not a number"),
+        ({"aggregates": [{"name": "s", "op": "mean", "column": "event", "lo": 0, "hi": 1}]},
+         "type string, not a number"),
     ],
 )  # fmt: skip
 def test_bad_plans_are_refused_with_the_fix(plan: dict, says: str) -> None:
     with pytest.raises(PlanError, match=says):
         parse_plan(plan, POLICY)
+
+
+def test_well_typed_plans_still_pass() -> None:
+    for expression in (
+        {"op": "and", "args": [{"op": ">=", "args": [{"col": "ts"}, {"lit": "2026-03-02"}]},
+                               {"op": "isin", "args": [{"col": "event"}], "values": ["in"]}]},
+        {"op": "between", "args": [{"op": "/", "args": [{"col": "fare"}, {"lit": 2}]},
+                                   {"lit": 0}, {"lit": 3}]},
+        {"op": "==", "args": [{"op": "weekday", "args": [{"col": "ts"}]}, {"lit": 0}]},
+    ):  # fmt: skip
+        parse_plan({"filter": expression, "aggregates": [{"name": "n", "op": "count"}]}, POLICY)
+
+
+def test_every_value_of_a_quantile_column_gives_partials_never_an_error() -> None:
+    """An infinity once failed a query only when a filtered card had one (inf // width is NaN):
+    a failure, and a refund, that told whether such a card exists. Every value is now total."""
+    plan = parse_plan({"aggregates": [{"name": "m", "op": "quantile", "column": "fare",
+                                       "q": 0.5, "bins": 10}]}, POLICY)  # fmt: skip
+    for odd in (math.inf, -math.inf, math.nan, 1e308, -1e308, 0.0):
+        rows = frame([(1, "2026-03-02 08:00", 1, odd, "in"), (2, "2026-03-02 09:00", 2, 5.0, "in")])
+        histogram = block_partials(plan, rows, "card").histograms["hist:fare"]
+        assert histogram.sum() == (1 if math.isnan(odd) else 2)
+    empty = frame([(1, "2026-03-02 08:00", 1, 1.0, "in")]).iloc[:0]
+    assert block_partials(plan, empty, "card").histograms["hist:fare"].sum() == 0
+
+
+def test_ordering_text_with_missing_values_is_total() -> None:
+    """``<`` on a text column holding None raised TypeError in pandas: now missing is false."""
+    plan = parse_plan({"filter": {"op": "<", "args": [{"col": "event"}, {"lit": "m"}]},
+                       "aggregates": [{"name": "n", "op": "count"}]}, POLICY)  # fmt: skip
+    rows = frame([(1, "2026-03-02 08:00", 1, 1.0, "in"), (2, "2026-03-02 09:00", 2, 5.0, "out"),
+                  (3, "2026-03-02 09:00", 2, 5.0, "in")])  # fmt: skip
+    rows["event"] = pd.Series(["in", None, "out"], dtype=object)
+    assert int(block_partials(plan, rows, "card").counts.sum()) == 1
 
 
 def test_quantile_histograms_too_large_to_noise_are_refused() -> None:

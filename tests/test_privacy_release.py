@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from privacy.budget import BudgetError, cap_units, charge_units, remaining_units
+from privacy.budget import (
+    BudgetError,
+    cap_units,
+    charge_units,
+    delta_charge_units,
+    remaining_units,
+)
 from privacy.mechanisms import (
     MechanismError,
     laplace_error_bound,
@@ -53,12 +59,13 @@ def test_plan_splits_epsilon_evenly_and_scales_with_width() -> None:
     assert [p.epsilon for p in plans] == [0.5, 0.5]
     assert plans[0].noise_scale == pytest.approx(10 / 100 / 0.5)
     assert plans[1].noise_scale == pytest.approx(1 / 100 / 0.5)
-    assert plans[0].error_bound_95 == pytest.approx(plans[0].noise_scale * math.log(20))
+    assert plans[0].error_bound_95 == pytest.approx(plans[0].noise_scale * math.log(20), rel=3e-3)
+    assert plans[0].grid_step <= plans[0].noise_scale / 64
 
 
 def test_accumulator_clips_then_averages_over_all_blocks() -> None:
     spec = make_output_spec("x", 0, 10)
-    acc = BlockAccumulator([spec], Combine.MEAN, 4)
+    acc = BlockAccumulator([spec], Combine.MEAN, 4, 1.0)
     for index, value in enumerate([1.0, 100.0, -5.0, 7.0]):  # clipped: 1, 10, 0, 7
         acc.add(index, {"x": value})
     assert acc.exact() == {"x": pytest.approx(18 / 4)}
@@ -66,21 +73,21 @@ def test_accumulator_clips_then_averages_over_all_blocks() -> None:
 
 def test_accumulator_sums_for_totals() -> None:
     spec = make_output_spec("n", 0, 100)
-    acc = BlockAccumulator([spec], Combine.SUM, 3)
+    acc = BlockAccumulator([spec], Combine.SUM, 3, 1.0)
     for index, value in enumerate([10.0, 20.0, 500.0]):
         acc.add(index, {"n": value})
     assert acc.exact() == {"n": pytest.approx(130.0)}
 
 
 def test_every_block_counts_exactly_once() -> None:
-    acc = BlockAccumulator([make_output_spec("x", 0, 1)], Combine.MEAN, 3)
+    acc = BlockAccumulator([make_output_spec("x", 0, 1)], Combine.MEAN, 3, 1.0)
     acc.add(0, {"x": 1})
     with pytest.raises(ValueError, match="twice"):
         acc.add(0, {"x": 1})
     with pytest.raises(ValueError, match="outside"):
         acc.add(3, {"x": 1})
     with pytest.raises(ValueError, match="not yet added"):
-        acc.release(1.0)
+        acc.release()
 
 
 def test_mechanism_refuses_bad_parameters() -> None:
@@ -146,12 +153,17 @@ def test_no_seed_reaches_the_noise() -> None:
 
 def test_budget_units_round_against_the_spender() -> None:
     assert charge_units(0.1) == 100_000
-    assert charge_units(1e-7) == 1  # rounds up: never free
+    assert charge_units(0.0010004) == 1001  # rounds up
+    assert charge_units(0.001) == 1_000  # the public floor
     assert cap_units(1.0000004) == 1_000_000  # rounds down
     assert remaining_units(cap_units(1.0), charge_units(0.3) * 3, 0) == 100_000
-    for bad in (0, -1, math.nan, math.inf, 11):
-        with pytest.raises(BudgetError):
+    for bad in (0, -1, math.nan, math.inf, 11, 1e-300, 1e-7, 0.000999):
+        with pytest.raises(BudgetError, match=r"\[0\.001, 10\]"):
             charge_units(bad)
+    assert delta_charge_units(0) == 0 and delta_charge_units(1e-7) == 10**8
+    for bad in (1e-300, 1e-13, -1e-9, 1e-3):
+        with pytest.raises(BudgetError):
+            delta_charge_units(bad)
 
 
 def _aggregate_releases(first_block: float, second_block: float) -> np.ndarray:

@@ -88,6 +88,7 @@ def test_an_organizer_releases_one_output_and_rejects_another(
     expect(page.locator("#job-state")).to_have_text("awaiting_review")
     expect(page.locator("svg.chart").first).to_be_visible()  # the count per line, drawn
     expect(page.locator("#logs")).to_be_visible()
+    expect(page.locator("#review-rule")).to_contain_text("team sees a rejection")
     page.screenshot(path=SHOTS / "job-before-release.png", full_page=True)
     page.locator("#release").click()
     expect(page.locator("#job-state")).to_have_text("released")

@@ -17,6 +17,7 @@ from api.models import Dataset, Job, Team, User, new_id
 from api.routes.queries import checked_plan
 from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
 from api.views import job_view, model_response
+from privacy.budget import to_epsilon
 from privacy.outputs import (
     Combine,
     OutputSpec,
@@ -25,7 +26,7 @@ from privacy.outputs import (
     validate_output_specs,
 )
 from privacy.query import plan_query_noise
-from privacy.sample_aggregate import plan_noise
+from privacy.sample_aggregate import NoisePlan, plan_noise
 from runner.sample import run_on_sample, write_code
 from runner.tasks import JobState
 from sandbox.policy import check_code
@@ -73,8 +74,19 @@ def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut
     if body.code is not None:
         _check_code(body.code, ctx)
     specs = _specs(body.outputs)
-    plans = plan_noise(specs, Combine(body.combine), dataset.blocks, body.epsilon)
-    return [NoiseOut(**vars(plan)) for plan in plans]
+    return [NoiseOut(**vars(plan)) for plan in _noise_plans(specs, body.combine, dataset.blocks,
+                                                             body.epsilon)]  # fmt: skip
+
+
+def _noise_plans(
+    specs: list[OutputSpec], combine: str, blocks: int, epsilon: float
+) -> list[NoisePlan]:
+    """The release's public plan at the ε the job will run at, or 422 ``bad_outputs`` naming
+    the smallest bounds that work (bounds too narrow for their magnitude)."""
+    try:
+        return plan_noise(specs, Combine(combine), blocks, to_epsilon(crud.epsilon_units(epsilon)))
+    except OutputSpecError as exc:
+        raise ApiError(422, "bad_outputs", str(exc)) from exc
 
 
 @router.post("/jobs", status_code=202)
@@ -92,6 +104,7 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
         raise ApiError(422, "bad_epsilon", "a full-data job needs epsilon, e.g. 0.5")
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset, user)
+        _noise_plans(specs, body.combine, dataset.blocks, body.epsilon)  # before any budget
         job, team = crud.queue_job(
             session,
             user,

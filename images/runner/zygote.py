@@ -6,10 +6,13 @@ code imports, and passes each block's bytes on unparsed: it never reads data or 
 contestant code itself. For each block ``n``, before the block arrives, it
 
 1. makes ``/scratch/b<n>`` (0700) for a uid ``n`` never used before in this container, and
-2. forks; the child drops to ``n`` (all capabilities go with uid 0), gets an empty environment,
-   rlimits, its scratch as TMPDIR and cwd, loads ``/job/analysis.py`` and waits for its block
-   on a pipe. Its stdout/stderr go to a pipe, its result to another: the container's own stdout
-   carries only zygote frames.
+2. asks the **template** for the block's process. The template is a process forked from the
+   zygote once, after the warm-up and before any block existed: it never holds a block's bytes,
+   result or logs (the zygote does, so it never forks a block's process). The template
+   double-forks; the child, reparented to the zygote, drops to ``n`` (all capabilities go with
+   uid 0), gets an empty environment, rlimits, its scratch as TMPDIR and cwd, loads
+   ``/job/analysis.py`` and waits for its block on a pipe. Its stdout/stderr go to a pipe, its
+   result to another: the container's own stdout carries only zygote frames.
 
 When the block arrives it is handed over; the zygote answers as soon as the child has said its
 result and closed its pipes (or exited, or at the deadline). Then, with the host busy elsewhere,
@@ -41,6 +44,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -62,6 +66,7 @@ FIRST_UID = 20_000
 STREAM_LIMIT = 256 * 1024
 JANITOR_PATH = "/opt/unseen/janitor.py"
 PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def read_exact(fd: int, size: int) -> bytes:
@@ -260,22 +265,86 @@ class BlockProcess:
     log_r: int
 
 
-def prepare(number: int, limits: dict) -> BlockProcess:
-    """Fork the process for the next block: it sets itself up, then waits for its data."""
+class Template:
+    """The pristine process every block's process is forked from: it only ever forks.
+
+    Forked from the zygote after the warm-up and before any block arrived, it never holds a
+    block's bytes, a result or a log, not even in freed heap pages: the zygote, which does
+    relay them, is never a block's fork parent. On a request (a uid and a scratch directory,
+    nothing else) it makes the block's pipes and double-forks, so the block's process is
+    reparented to the zygote (a child subreaper), which waits for it; the zygote gets the
+    pid and its ends of the pipes over a Unix socket (SCM_RIGHTS).
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            try:
+                self._serve(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.pid, self._sock = pid, ours
+
+    @staticmethod
+    def _serve(sock: socket.socket) -> None:
+        # Not even the host's channel: stdin and stdout become /dev/null, so fds 0-2 stay taken.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+        os.close(null)
+        while True:
+            request = sock.recv(4096)
+            if not request:
+                return
+            order = json.loads(request)
+            data_r, data_w = os.pipe()
+            result_r, result_w = os.pipe()
+            log_r, log_w = os.pipe()
+            said_r, said_w = os.pipe()
+            middle = os.fork()
+            if middle == 0:  # exits at once: the block's process is then the zygote's
+                sock.close()
+                for fd in (data_w, result_r, log_r, said_r):
+                    os.close(fd)
+                pid = os.fork()
+                if pid == 0:
+                    os.close(said_w)
+                    child(order["uid"], order["scratch"], data_r, result_w, log_w, order["limits"])
+                os.write(said_w, str(pid).encode())
+                os._exit(0)
+            for fd in (data_r, result_w, log_w, said_w):
+                os.close(fd)
+            os.waitpid(middle, 0)
+            pid = int(read_text_fd(said_r) or "-1")
+            socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [data_w, result_r, log_r])
+            for fd in (data_w, result_r, log_r):
+                os.close(fd)
+
+    def fork_block(self, uid: int, scratch: str, limits: dict) -> tuple[int, list[int]]:
+        """The new block process's pid and the zygote's ends of its data, result, log pipes."""
+        self._sock.send(json.dumps({"uid": uid, "scratch": scratch, "limits": limits}).encode())
+        message, fds, _, _ = socket.recv_fds(self._sock, 4096, 3)
+        pid = json.loads(message)["pid"] if message else -1
+        if pid <= 0 or len(fds) != 3:
+            raise RuntimeError("the template process did not fork a block process")
+        return pid, fds
+
+
+def read_text_fd(fd: int) -> str:
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read().decode()
+
+
+def prepare(template: Template, number: int, limits: dict) -> BlockProcess:
+    """Have the template fork the next block's process: it sets itself up, then waits for data."""
     uid = FIRST_UID + number
     scratch = os.path.join(SCRATCH, f"b{number}")
     os.mkdir(scratch, 0o700)
     os.chown(scratch, uid, uid)
-    data_r, data_w = os.pipe()
-    result_r, result_w = os.pipe()
-    log_r, log_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        for fd in (0, data_w, result_r, log_r):
-            os.close(fd)
-        child(uid, scratch, data_r, result_w, log_w, limits)
-    for fd in (data_r, result_w, log_w):
-        os.close(fd)
+    pid, (data_w, result_r, log_r) = template.fork_block(uid, scratch, limits)
     return BlockProcess(number, uid, scratch, pid, data_w, result_r, log_r)
 
 
@@ -479,9 +548,13 @@ def main() -> None:
     janitor = Janitor()  # before the warm-up: a small process to fork from
     preload(set(filter(None, os.environ.get("UNSEEN_PRELOAD", "").split(","))))
     warm_up()
+    # Orphans come to the zygote (it is PID 1 in the container, but need not be): the block
+    # processes the template double-forks are its children to wait for.
+    _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    template = Template()  # before any block's bytes exist in this process
     limits = {"fsize": int(os.environ.get("UNSEEN_FSIZE", str(32 * 1024 * 1024)))}
     number = 0
-    process = prepare(number, limits)
+    process = prepare(template, number, limits)
     send(1, {"ready": True})
     while True:
         try:
@@ -499,7 +572,7 @@ def main() -> None:
             send(1, {"fatal": f"block {process.number} left {left[:5]}"})
             os._exit(3)
         number += 1
-        process = prepare(number, limits)
+        process = prepare(template, number, limits)
         send(1, {"clean": True})
 
 
