@@ -49,12 +49,18 @@ def bernoulli_exp(gamma: Rational) -> bool:
     gamma = Fraction(gamma)
     if gamma < 0:
         raise DiscreteNoiseError(f"gamma must be >= 0; got {gamma}")
-    while gamma > 1:
-        if not bernoulli_exp(1):
+    return _bernoulli_exp(gamma.numerator, gamma.denominator)
+
+
+def _bernoulli_exp(numerator: int, denominator: int) -> bool:
+    """``bernoulli_exp(numerator / denominator)`` on integers alone (the sampler's hot path):
+    ``Bernoulli(gamma / k)`` is ``randbelow(denominator · k) < numerator``."""
+    while numerator > denominator:
+        if not _bernoulli_exp(1, 1):
             return False
-        gamma -= 1
+        numerator -= denominator
     k = 1
-    while bernoulli(gamma / k):
+    while secrets.randbelow(denominator * k) < numerator:
         k += 1
     return k % 2 == 1
 
@@ -73,10 +79,10 @@ def discrete_laplace(scale: Rational) -> int:
     t, s = scale.numerator, scale.denominator
     while True:
         u = secrets.randbelow(t)
-        if not bernoulli_exp(Fraction(u, t)):
+        if not _bernoulli_exp(u, t):
             continue
         v = 0
-        while bernoulli_exp(1):
+        while _bernoulli_exp(1, 1):
             v += 1
         magnitude = (u + t * v) // s
         negative = secrets.randbelow(2) == 1
@@ -124,6 +130,23 @@ def pow2_floor(x: Rational) -> Fraction:
     while power * 2 <= x:
         power *= 2
     return power
+
+
+#: Query-mode sums hold each row's clipped value as a whole number of steps of
+#: ``2^-FIXED_POINT_BITS`` times the smallest power of two at least its bound's magnitude.
+FIXED_POINT_BITS = 30
+
+
+def fixed_point_step(magnitude: float) -> Fraction:
+    """The public step of a row's value in an exact integer sum: a power of two, so a float
+    divided by it is exact, and fine enough (``magnitude / 2^30`` at most) that snapping a
+    row moves it by a billionth of its bound; a row is then at most ``2^30`` steps."""
+    if not (math.isfinite(magnitude) and magnitude > 0):
+        raise DiscreteNoiseError(f"magnitude must be a finite number > 0; got {magnitude}")
+    ceiling = pow2_floor(Fraction(magnitude))
+    if ceiling < Fraction(magnitude):
+        ceiling *= 2
+    return ceiling / 2**FIXED_POINT_BITS
 
 
 def round_half_even(x: Fraction) -> int:

@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from privacy.discrete import FIXED_POINT_BITS
 from privacy.expressions import evaluate
-from privacy.query_plan import COUNT, QueryPlan
+from privacy.query_plan import QueryPlan
 
 
 @dataclass(frozen=True)
 class Partials:
-    """Per cell: row counts, clipped sums per summed column (``sum:col``, ``sumsq:col``), and
+    """Per cell: row counts, clipped sums per summed column (``sum:col``, ``sumsq:col``, in
+    whole fixed-point steps of ``Aggregate.sum_step`` / ``square_step``: exact integers), and
     histograms of clipped values, one row of bins per cell (``hist:col``). Partials of blocks
     with disjoint units add up to the whole.
 
@@ -92,11 +94,12 @@ class Partials:
         expected = {f"sum:{a.column}" for a in plan.summed_columns} | {
             f"sumsq:{a.column}" for a in plan.squared_columns
         }
-        sums = {q: np.asarray(v, dtype=float) for q, v in dict(wire.get("sums") or {}).items()}
+        sums = {q: np.asarray(v) for q, v in dict(wire.get("sums") or {}).items()}
         if set(sums) != expected or any(
-            v.shape != (cells,) or not np.isfinite(v).all() for v in sums.values()
+            v.shape != (cells,) or (len(v) and v.dtype.kind not in "iu") for v in sums.values()
         ):
-            raise ValueError("block partials carry other sums than the plan's")
+            raise ValueError("block partials carry other sums than the plan's (integer steps)")
+        sums = {q: v.astype(np.int64) for q, v in sums.items()}
         bins = {f"hist:{a.column}": a.bins for a in plan.histogram_columns}
         histograms = {
             n: np.asarray(v, dtype=np.int64) for n, v in dict(wire.get("histograms") or {}).items()
@@ -114,11 +117,6 @@ class Partials:
         if any(not isinstance(key, list) or len(key) != width for key in keys):
             raise ValueError("block partials' keys do not match the plan's group_by")
         return cls(counts, sums, histograms, tuple(tuple(key) for key in keys), units)
-
-    def cell(self, index: int) -> dict[str, float]:
-        values = {COUNT: float(self.counts[index])}
-        values.update({quantity: float(total[index]) for quantity, total in self.sums.items()})
-        return values
 
 
 def referenced_columns(plan: QueryPlan, unit_column: str) -> list[str]:
@@ -191,8 +189,10 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     ]:
         values = frame[aggregate.column].to_numpy(dtype=float, na_value=np.nan)[rows]
         clipped = np.nan_to_num(np.clip(values, aggregate.lo, aggregate.hi), nan=0.0)
+        step = float(aggregate.sum_step if power == 1 else aggregate.square_step)
+        steps = np.rint(clipped**power / step).astype(np.int64)  # exact: step is a power of 2
         quantity = f"{'sum' if power == 1 else 'sumsq'}:{aggregate.column}"
-        sums[quantity] = np.bincount(cell, weights=clipped**power, minlength=cells)
+        sums[quantity] = _exact_bincount(cell, steps, cells)
     histograms = {}
     for aggregate in plan.histogram_columns:
         values = frame[aggregate.column].to_numpy(dtype=float, na_value=np.nan)[rows]
@@ -210,6 +210,15 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     # a kept pair keeps its opening row (R >= 1): counting those counts distinct units per key
     distinct = np.bincount(cell[opens], minlength=cells).astype(np.int64)
     return Partials(counts, sums, histograms, keys, distinct)
+
+
+def _exact_bincount(cell: np.ndarray, steps: np.ndarray, cells: int) -> np.ndarray:
+    """Integer sums of ``steps`` per cell, exactly (float bincount is exact below 2^53)."""
+    if len(steps) * 2 ** (FIXED_POINT_BITS + 1) < 2**53:
+        return np.bincount(cell, weights=steps, minlength=cells).astype(np.int64)
+    out = np.zeros(cells, dtype=np.int64)
+    np.add.at(out, cell, steps)
+    return out
 
 
 #: Widest span of integer keys looked up through a dense table (8 bytes a slot: 32 MB at most).

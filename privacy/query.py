@@ -18,8 +18,14 @@ Sensitivity (L1 over the whole vector of cells, add/remove one unit): the unit's
 most ``G`` cells, each by at most ``R`` rows, so counts move by at most ``G·R`` in total, sums
 by at most ``G·R·max(|lo|, |hi|)`` and sums of squares by at most ``G·R·max(lo², hi²)``. Each
 noisy quantity (the counts, one sum per summed column, one sum of squares per variance column)
-gets an even share of ε; counts take two-sided geometric noise (integers), sums float-safe
-Laplace, each at L1 sensitivity / share: the whole release is ε-DP by sequential composition.
+gets an even share of ε; counts take two-sided geometric noise (integers). Sums are exact
+integers too: each row's clipped value (or its square) is snapped to a whole number of public
+fixed-point steps (``privacy.discrete.fixed_point_step``: a power of two, 2^-30 of the bound's
+magnitude rounded up), summed in int64 per block and across blocks, so neither the block order
+nor float accumulation can move a sum (snapping, Mironov 2012); they take discrete Laplace
+noise sampled exactly (Canonne, Kamath, Steinke 2020) at ``G·R`` times a row's most steps over
+the share of ε. Each quantity at its L1 sensitivity / share: the whole release is ε-DP by
+sequential composition.
 Means (S/N) and variances (SS/N - (S/N)²) are post-processing of those noisy quantities: no
 extra budget.
 
@@ -52,17 +58,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from privacy.discrete import discrete_laplace, exact_epsilon, tail_bound
 from privacy.mechanisms import (
     MechanismError,
     geometric_error_bound,
     geometric_release_many,
-    laplace_error_bound,
-    laplace_release_many,
-    laplace_scale,
     round_release,
     selection_threshold,
 )
@@ -105,6 +110,10 @@ class QuantityNoise:
     noise_scale: float
     error_bound_95: float
     describes: str = ""
+    #: sums only: the fixed-point step of the integer sum, and the discrete Laplace scale in
+    #: steps (exact fractions; the float fields above are for display)
+    step: Fraction | None = dataclasses.field(default=None, repr=False)
+    steps_scale: Fraction | None = dataclasses.field(default=None, repr=False)
 
 
 KEYS = "keys"
@@ -158,16 +167,19 @@ def plan_query_noise(plan: QueryPlan, epsilon: float, delta: float = 0.0) -> lis
             QuantityNoise(COUNT, contributions, share, contributions / share, float(bound),
                           "rows counted in each cell")
         )  # fmt: skip
-    summed = [("sum", a, a.magnitude) for a in plan.summed_columns]
-    squared = [("sumsq", a, a.square_magnitude) for a in plan.squared_columns]
-    for prefix, aggregate, magnitude in summed + squared:
-        delta = contributions * magnitude
-        scale = laplace_scale(delta, share)
+    summed = [("sum", a, 1) for a in plan.summed_columns]
+    squared = [("sumsq", a, 2) for a in plan.squared_columns]
+    exact_share = exact_epsilon(epsilon) / noisy
+    for prefix, aggregate, power in summed + squared:
+        step = aggregate.sum_step if power == 1 else aggregate.square_step
+        steps = contributions * aggregate.row_steps(power)  # L1 sensitivity, in whole steps
+        scale = steps / exact_share  # of the discrete Laplace noise, in steps
         name = f"{prefix}:{aggregate.column}"
         what = f"{'sum' if prefix == 'sum' else 'sum of squares'} of {aggregate.column} per cell"
         quantities.append(
-            QuantityNoise(name, delta, share, scale, laplace_error_bound(scale), what)
-        )
+            QuantityNoise(name, float(steps * step), share, float(scale * step),
+                          float(tail_bound(scale) * step), what, step, scale)
+        )  # fmt: skip
     for aggregate in plan.histogram_columns:
         rank = math.sqrt(aggregate.bins) * geometric_error_bound(contributions, share)
         quantities.append(
@@ -259,9 +271,12 @@ def _draw(combined: Partials, noise: dict[str, QuantityNoise]) -> dict[str, Any]
                 bins.astype(np.int64).ravel().tolist(), int(spec.sensitivity), spec.epsilon
             )
             drawn[quantity] = np.asarray(flat, dtype=float).reshape(bins.shape)
-        else:
-            exact = combined.sums[quantity].tolist()
-            drawn[quantity] = laplace_release_many(exact, spec.sensitivity, spec.epsilon)
+        else:  # exact integer sums in fixed-point steps, discrete noise, exactly
+            assert spec.step is not None and spec.steps_scale is not None
+            drawn[quantity] = [
+                float(spec.step * (int(total) + discrete_laplace(spec.steps_scale)))
+                for total in combined.sums[quantity].tolist()
+            ]
     return drawn
 
 

@@ -10,8 +10,10 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+from privacy.discrete import fixed_point_step, round_half_even
 from privacy.expressions import (
     BOOL,
     NUMBER,
@@ -62,6 +64,25 @@ class Aggregate:
     def magnitude(self) -> float:
         """Largest absolute value one clipped row can add to a sum."""
         return max(abs(self.lo), abs(self.hi))
+
+    @property
+    def sum_step(self) -> Fraction:
+        """The fixed-point step a row's clipped value is summed in (public: from the bounds)."""
+        return fixed_point_step(self.magnitude)
+
+    @property
+    def square_step(self) -> Fraction:
+        """The fixed-point step of a row's squared clipped value."""
+        return fixed_point_step(self.square_magnitude)
+
+    def row_steps(self, power: int) -> int:
+        """The most steps one clipped row adds to its sum (power 1) or sum of squares (2)."""
+        magnitude, step = (
+            (self.magnitude, self.sum_step)
+            if power == 1
+            else (self.square_magnitude, self.square_step)
+        )
+        return round_half_even(Fraction(magnitude) / step)
 
 
 @dataclass(frozen=True)
