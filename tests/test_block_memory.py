@@ -206,17 +206,21 @@ def run_all(run: Callable[[Path], BlockRun], blocks: list[Path]) -> list[dict[st
 
 
 LIMITS = SandboxLimits(wall_seconds=120)
+LABELS = {"unseen.node": "test-block-memory"}
 
 
-def test_no_block_of_a_zygote_container_finds_an_earlier_blocks_data(
-    runner_image: str, tmp_path: Path, marked_blocks: list[Path]
-) -> None:
+@pytest.fixture
+def hunter(tmp_path: Path) -> Path:
     code = tmp_path / "analysis.py"
     code.write_text(HUNTER)
     code.chmod(0o644)
-    slot = ZygoteContainer(
-        docker.from_env(), runner_image, code, LIMITS, {"unseen.node": "test-block-memory"}
-    )
+    return code
+
+
+def test_no_block_of_a_zygote_container_finds_an_earlier_blocks_data(
+    runner_image: str, hunter: Path, marked_blocks: list[Path]
+) -> None:
+    slot = ZygoteContainer(docker.from_env(), runner_image, hunter, LIMITS, LABELS)
     containers: set[str | None] = set()
 
     def run(block: Path) -> BlockRun:
@@ -233,14 +237,10 @@ def test_no_block_of_a_zygote_container_finds_an_earlier_blocks_data(
 
 
 def test_no_block_of_the_container_form_finds_another_blocks_data(
-    runner_image: str, tmp_path: Path, marked_blocks: list[Path]
+    runner_image: str, hunter: Path, marked_blocks: list[Path]
 ) -> None:
-    code = tmp_path / "analysis.py"
-    code.write_text(HUNTER)
-    code.chmod(0o644)
     client = docker.from_env()
-    labels = {"unseen.node": "test-block-memory"}
     results = run_all(
-        lambda block: run_block(client, runner_image, code, block, LIMITS, labels), marked_blocks
+        lambda block: run_block(client, runner_image, hunter, block, LIMITS, LABELS), marked_blocks
     )
     assert_no_block_found_another(results)
