@@ -30,14 +30,6 @@ class DiscreteNoiseError(ValueError):
     """Parameters that would not give the stated guarantee."""
 
 
-def bernoulli(p: Rational) -> bool:
-    """True with probability exactly ``p`` (a fraction in [0, 1])."""
-    p = Fraction(p)
-    if not 0 <= p <= 1:
-        raise DiscreteNoiseError(f"a probability must lie in [0, 1]; got {p}")
-    return secrets.randbelow(p.denominator) < p.numerator
-
-
 def bernoulli_exp(gamma: Rational) -> bool:
     """True with probability exactly ``exp(-gamma)`` for a rational ``gamma >= 0``.
 

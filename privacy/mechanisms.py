@@ -8,6 +8,9 @@ against the real RNG with fixed trial counts and a stated false-failure rate.
 * Real values: diffprivlib's ``Laplace``, which samples from four uniform variates (Holohan and
   Braghin, "Secure Random Sampling in Differential Privacy", 2021) so that the low bits of a
   release do not give away the input the way textbook inverse-CDF Laplace does (Mironov 2012).
+  No release path uses it any more: sums and means are exact integers on a public grid with
+  discrete Laplace noise (``privacy.discrete``); it stays for ``bench/query.py``'s emulation of
+  the float release the grid replaced.
 * Counts: diffprivlib's ``Geometric``, the two-sided geometric mechanism — integer-valued, so a
   count stays an integer and no floating-point attack applies.
 """
