@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+
+from api.models import as_utc
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class RoundDates:
     closes_at: datetime
 
     def is_open(self, now: datetime) -> bool:
-        return _utc(self.opens_at) <= now < _utc(self.closes_at)
+        return as_utc(self.opens_at) <= now < as_utc(self.closes_at)
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,8 @@ class TeamStanding:
     unverified_members: Sequence[str]
 
 
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
-
-
 def _when(at: datetime) -> str:
-    return _utc(at).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(at).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def sample_problems(standing: TeamStanding, now: datetime) -> list[str]:
@@ -71,7 +69,7 @@ def full_data_problems(standing: TeamStanding, now: datetime) -> list[str]:
 
 def _closed(standing: TeamStanding, now: datetime, which: str) -> str:
     rounds = [r for r in standing.rounds if which == "any round" or r.number == 2]
-    upcoming = sorted((r for r in rounds if _utc(r.opens_at) > now), key=lambda r: r.opens_at)
+    upcoming = sorted((r for r in rounds if as_utc(r.opens_at) > now), key=lambda r: r.opens_at)
     if upcoming:
         return f"{which} of contest {standing.contest!r} opens {_when(upcoming[0].opens_at)}"
     if rounds:

@@ -363,8 +363,9 @@ def transition(session: Session, job_id: str, source: set[JobState], **values: o
     return moved.rowcount == 1
 
 
-def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, noise_drawn: bool) -> bool:
-    """running|queued → failed; the reservation is spent if noise was drawn, else returned."""
+def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, charged: bool) -> bool:
+    """running|queued → failed; the reservation is spent if ``charged`` (the job's code or
+    plan touched the full data, or noise was drawn), else returned."""
     moved = transition(
         session,
         job.id,
@@ -372,14 +373,13 @@ def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, noise_d
         state=JobState.FAILED.value,
         error_class=error.value,
         error_detail=detail[-4000:],
-        noise_drawn=noise_drawn,
     )
     if moved:
-        (commit_budget if noise_drawn else return_budget)(session, job)
+        (commit_budget if charged else return_budget)(session, job)
         audit(
             session,
             None,
-            "budget.charged" if noise_drawn else "budget.returned",
+            "budget.charged" if charged else "budget.returned",
             job=job.id,
             epsilon=to_epsilon(job.charge_units),
             delta=to_delta(job.delta_units),
@@ -389,11 +389,12 @@ def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, noise_d
 
 
 def recover_interrupted(session: Session) -> list[str]:
-    """At start-up: fail jobs a previous process left running (budget returned: no release was
-    stored, so no noise was seen) and return the ids of queued jobs to run again."""
+    """At start-up: fail jobs a previous process left running and return the ids of queued
+    jobs to run again. An interrupted job is charged: its blocks may have run on the full data,
+    and whether one had when the server died depends on how long they took."""
     for job in session.scalars(select(Job).where(Job.state == JobState.RUNNING.value)):
         fail_job(
-            session, job, ErrorClass.INTERRUPTED, "the server stopped while this job ran", False
+            session, job, ErrorClass.INTERRUPTED, "the server stopped while this job ran", True
         )
     queued = select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at)
     return list(session.scalars(queued))

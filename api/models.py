@@ -23,6 +23,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(at: datetime) -> datetime:
+    """An aware UTC time, whether the database gave back an aware or a naive (SQLite) one."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -161,6 +166,11 @@ class Job(Base):
     charge_units: Mapped[int] = mapped_column(BigInteger)
     delta: Mapped[float] = mapped_column(default=0.0)
     delta_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The public schedule (runner.schedule), fixed at submission; started_at when a worker
+    # took the job. The contestant's view is a function of these and the clock.
+    block_seconds: Mapped[float] = mapped_column(default=0.0)
+    schedule_seconds: Mapped[float] = mapped_column(default=0.0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     blocks_done: Mapped[int] = mapped_column(Integer, default=0)
     blocks_total: Mapped[int] = mapped_column(Integer, default=0)
     error_class: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -139,6 +139,12 @@ class NewJob(Strict):
         description="Required for target=full.",
     )
     combine: Literal["mean", "sum"] = "mean"
+    block_seconds: float | None = Field(
+        None,
+        description="Every block's public time T (target=full): a block still running after "
+        "T gets its declared defaults, and the job's length is fixed from T, the blocks and "
+        "the node's slots. Default: the node's (GET /v1/schedule shows its limits).",
+    )
     mode: Literal["aggregate"] = "aggregate"
     target: Literal["full", "sample"] = Field(
         "full",
@@ -210,8 +216,35 @@ class SampleRunOut(BaseModel):
 
 
 class Progress(BaseModel):
+    """For a contestant, the schedule's progress: ``fraction`` is the part of the public
+    schedule elapsed and ``blocks_done`` that fraction of the blocks, not the blocks that ran
+    (their pace could tell about the data). For an organizer, the blocks that ran."""
+
     blocks_done: int
     blocks_total: int
+    fraction: float = Field(0.0, description="Part of the job's public schedule elapsed, 0..1.")
+
+
+class ScheduleRulesOut(BaseModel):
+    """A node's public scheduling rules: a full-data job's length is ``start_seconds`` plus
+    ``ceil(blocks / slots) * (block_seconds + block_overhead_seconds)``; a query's is
+    ``query_seconds``."""
+
+    min_block_seconds: float
+    max_block_seconds: float
+    default_block_seconds: float
+    start_seconds: float
+    block_overhead_seconds: float
+    query_seconds: float
+    slots: int
+
+
+class ScheduleOut(BaseModel):
+    block_seconds: float = Field(description="Every block's public time T (0 for a query).")
+    seconds: float = Field(description="The job's length from when a worker takes it.")
+    release_at: datetime | None = Field(
+        None, description="When the job leaves 'running' for you: its start plus its length."
+    )
 
 
 class JobOut(BaseModel):
@@ -229,6 +262,9 @@ class JobOut(BaseModel):
     outputs: list[OutputIn]
     plan: dict[str, Any] | None = None
     progress: Progress
+    schedule: ScheduleOut | None = Field(
+        None, description="Full-data jobs: the public schedule the job's visible life follows."
+    )
     error_class: str | None
     review_reason: str | None
     result: list[ReleasedOut] | None

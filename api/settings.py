@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.schedule import ScheduleRules
 from sandbox.container import SandboxLimits
 from sandbox.policy import MAX_CODE_BYTES
 
@@ -20,6 +21,7 @@ class Settings:
     slots: int = 2
     default_blocks: int = 64
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    schedule: ScheduleRules = field(default_factory=ScheduleRules)
     max_code_bytes: int = MAX_CODE_BYTES
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
     isolation: str = "zygote"  # or "container": a fresh container per block
@@ -56,6 +58,10 @@ def _bootstrap_token(data_dir: Path) -> str:
     return token
 
 
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
 def load_settings(data_dir: Path | None = None) -> Settings:
     root = (data_dir or Path(os.environ.get("UNSEEN_DATA_DIR", "var/server"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -65,6 +71,14 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         wall_seconds=float(os.environ.get("UNSEEN_BLOCK_SECONDS", "60")),
         memory_bytes=int(os.environ.get("UNSEEN_BLOCK_MEMORY_MB", "768")) * 1024 * 1024,
     )
+    schedule = ScheduleRules(
+        min_block_seconds=_seconds("UNSEEN_MIN_BLOCK_SECONDS", 0.5),
+        max_block_seconds=limits.wall_seconds,
+        default_block_seconds=_seconds("UNSEEN_DEFAULT_BLOCK_SECONDS", 2.0),
+        start_seconds=_seconds("UNSEEN_SCHEDULE_START_SECONDS", 10.0),
+        block_overhead_seconds=_seconds("UNSEEN_BLOCK_OVERHEAD_SECONDS", 0.25),
+        query_seconds=_seconds("UNSEEN_QUERY_SECONDS", 10.0),
+    )
     return Settings(
         data_dir=root,
         database_url=url,
@@ -73,6 +87,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         slots=int(os.environ.get("UNSEEN_SLOTS", str(os.cpu_count() or 2))),
         default_blocks=int(os.environ.get("UNSEEN_DEFAULT_BLOCKS", "64")),
         limits=limits,
+        schedule=schedule,
         runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
         isolation=os.environ.get("UNSEEN_ISOLATION", "zygote"),
         broker_url=os.environ.get("UNSEEN_BROKER_URL") or None,

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.db import Database
-from api.models import Dataset, Job
+from api.models import Dataset, Job, as_utc, utcnow
 from privacy.budget import to_delta, to_epsilon
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
@@ -84,7 +84,11 @@ class SqlJobStore:
     def _claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         with self._db.transaction() as session:
             if not crud.transition(
-                session, job_id, {JobState.QUEUED}, state=JobState.RUNNING.value
+                session,
+                job_id,
+                {JobState.QUEUED},
+                state=JobState.RUNNING.value,
+                started_at=utcnow(),
             ):
                 return None
             job = session.get(Job, job_id)
@@ -103,6 +107,7 @@ class SqlJobStore:
             return ClaimedQuery(
                 job_id, layout, plan, policy.unit_column, job.epsilon, job.delta,
                 raw_plan=job.plan, policy=policy, node=dataset.node,
+                schedule_seconds=job.schedule_seconds,
             )  # fmt: skip
         outputs = [make_output_spec(**spec) for spec in job.outputs]
         return ClaimedJob(
@@ -113,6 +118,8 @@ class SqlJobStore:
             Combine(job.combine),
             job.epsilon,
             dataset.node,
+            job.block_seconds,
+            job.schedule_seconds,
         )
 
     def progress(self, job_id: str, done: int, total: int) -> None:
@@ -147,6 +154,11 @@ class SqlJobStore:
     def _complete(
         session: Session, job: Job, released: list[Any], report: dict[str, Any], logs: str
     ) -> None:
+        if job.started_at is not None and job.schedule_seconds:
+            # organizers only: how much of its public schedule the run used (over 1: overran)
+            run = (utcnow() - as_utc(job.started_at)).total_seconds()
+            report = {**report, "run_seconds": round(run, 3),
+                      "schedule_seconds": job.schedule_seconds}  # fmt: skip
         moved = crud.transition(
             session,
             job.id,
@@ -164,12 +176,12 @@ class SqlJobStore:
         crud.audit(session, None, "budget.charged", job=job.id, **charged)
         crud.audit(session, None, "job.awaiting_review", job=job.id)
 
-    def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
+    def fail(self, job_id: str, error: ErrorClass, detail: str, charged: bool) -> None:
         def attempt(_retrying: bool) -> None:
             with self._db.transaction() as session:
                 job = session.get(Job, job_id)
                 if job is not None:
-                    crud.fail_job(session, job, error, detail, noise_drawn)
+                    crud.fail_job(session, job, error, detail, charged)
 
         self._until_back(f"job {job_id}'s failure", attempt)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.models import Budget, Dataset, Job, Licence, Team, User
+from api.models import Budget, Dataset, Job, Licence, Team, User, as_utc
 from api.schemas import (
     BudgetOut,
     DatasetOrganizerOut,
@@ -18,8 +20,10 @@ from api.schemas import (
     Progress,
     ReleasedOut,
     SampleRunOut,
+    ScheduleOut,
 )
 from privacy.budget import remaining_units, to_delta, to_epsilon
+from runner.schedule import timeline
 from runner.tasks import JobState
 
 
@@ -68,7 +72,18 @@ def _values(raw: list[dict[str, float]] | None) -> list[ReleasedOut] | None:
 
 
 def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
+    """Every field of the job as it truly is: the organizer's view."""
     released = job.state == JobState.RELEASED.value
+    schedule = None
+    if job.schedule_seconds:
+        release_at = (
+            None
+            if job.started_at is None
+            else as_utc(job.started_at) + timedelta(seconds=job.schedule_seconds)
+        )
+        schedule = ScheduleOut(
+            block_seconds=job.block_seconds, seconds=job.schedule_seconds, release_at=release_at
+        )
     return {
         "id": job.id,
         "dataset": dataset,
@@ -81,7 +96,12 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "combine": job.combine,
         "outputs": [OutputIn(**spec) for spec in job.outputs],
         "plan": job.plan,
-        "progress": Progress(blocks_done=job.blocks_done, blocks_total=job.blocks_total),
+        "progress": Progress(
+            blocks_done=job.blocks_done,
+            blocks_total=job.blocks_total,
+            fraction=job.blocks_done / job.blocks_total if job.blocks_total else 0.0,
+        ),
+        "schedule": schedule,
         "error_class": job.error_class,
         "review_reason": job.review_reason,
         "result": _values(job.result) if released else None,
@@ -102,11 +122,42 @@ def job_organizer_view(job: Job, dataset: str, team: str) -> JobOrganizerOut:
     )
 
 
+def contestant_job_fields(
+    job: Job, dataset: str, team: str, now: datetime | None = None
+) -> dict[str, object]:
+    """The job as its team sees it: on a full-data job, state, times, progress, error class
+    and decision follow the public schedule (``runner.schedule.timeline``), not the run."""
+    fields = _job_fields(job, dataset, team)
+    if not job.schedule_seconds:  # a sample run (public data), or a job from before schedules
+        return fields
+    seen = timeline(
+        job.state,
+        as_utc(job.created_at),
+        None if job.started_at is None else as_utc(job.started_at),
+        as_utc(job.updated_at),
+        job.schedule_seconds,
+        now or datetime.now(UTC),
+    )
+    fields.update(
+        state=seen.state,
+        updated_at=seen.updated_at,
+        progress=Progress(
+            blocks_done=int(seen.fraction * job.blocks_total),
+            blocks_total=job.blocks_total,
+            fraction=round(seen.fraction, 3),
+        ),
+    )
+    if not seen.revealed:
+        fields.update(error_class=None, review_reason=None, result=None)
+    return fields
+
+
 def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
-    """A contestant's view carries no organizer-only field; an organizer's carries them all."""
+    """A contestant's view carries no organizer-only field and follows the job's public
+    schedule; an organizer's carries every field as it truly is."""
     if organizer:
         return job_organizer_view(job, dataset, team)
-    return JobOut(**_job_fields(job, dataset, team))
+    return JobOut(**contestant_job_fields(job, dataset, team))
 
 
 def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:

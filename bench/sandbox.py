@@ -14,6 +14,9 @@
    pipeline (sandbox, strict parse, clip, aggregate, noise) with --slots at a time, in both
    forms (container per block on --container-limit blocks, projected); wall time, blocks/s, and
    the peak memory of this worker process (blocks are streamed).
+3. The fixed public schedule's cost: the same job's wall time when it holds its worker for its
+   schedule (T at the node minimum, at 3x the slowest block measured in 2, at the default),
+   against the un-scheduled run of 2.
 
 Targets of the sandbox issue: ≤ 20 ms overhead per block; 1,000 blocks ≤ 60 s on 2 cores.
 """
@@ -21,6 +24,7 @@ Targets of the sandbox issue: ≤ 20 ms overhead per block; 1,000 blocks ≤ 60 
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import runpy
 import statistics
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +40,9 @@ import pandas as pd
 from privacy.outputs import Combine, make_output_spec
 from runner.blocks import BlockLayout, load_layout
 from runner.docker_sandbox import DockerSandbox
-from runner.pipeline import AggregateJob, local_block_results, run_aggregate
+from runner.pipeline import AggregateJob, BlockResult, local_block_results, run_aggregate
 from runner.sample import write_code
+from runner.schedule import ScheduleRules, aggregate_schedule
 from sandbox.container import SandboxLimits
 from sandbox.image import build_runner_image
 
@@ -90,16 +96,45 @@ def baseline(block: Path, runs: int) -> float:
 
 def job_seconds(
     sandbox: DockerSandbox, code: Path, layout: BlockLayout, blocks: int, slots: int
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
+    """Wall time of the job un-scheduled, blocks defaulted, and the slowest block's time."""
     sub = BlockLayout(layout.directory, blocks, layout.rows, layout.units)
     outputs = [
         make_output_spec(o["name"], o["lo"], o["hi"], o["default"])
         for o in runpy.run_path(str(EXAMPLE))["OUTPUTS"]
     ]
+    slowest = 0.0
+
+    def timed(results: Iterable[BlockResult]) -> Iterator[BlockResult]:
+        nonlocal slowest
+        for result in results:
+            slowest = max(slowest, result.seconds)
+            yield result
+
     started = time.perf_counter()
     job = AggregateJob(code, sub, outputs, Combine.MEAN, 1.0)
-    result = run_aggregate(job, local_block_results(job, sandbox, slots))
-    return time.perf_counter() - started, result.report.blocks_defaulted  # fmt: skip
+    result = run_aggregate(job, timed(local_block_results(job, sandbox, slots)))
+    return time.perf_counter() - started, result.report.blocks_defaulted, slowest
+
+
+def schedule_cost(blocks: int, slots: int, unscheduled: float, slowest: float) -> None:
+    """What the fixed public schedule costs: a scheduled job holds its worker for the whole
+    schedule (runner.schedule), so its wall time is the schedule's length, against the
+    un-scheduled run of the same job measured above."""
+    rules = ScheduleRules()
+    print(
+        f"\n3. the fixed-time schedule (node defaults: start {rules.start_seconds:g} s, "
+        f"overhead {rules.block_overhead_seconds:g} s a block), {blocks} blocks, {slots} slots"
+    )
+    print(f"   un-scheduled run (measured above)   {unscheduled:9.1f} s; slowest block "
+          f"{slowest * 1000:.0f} ms")  # fmt: skip
+    chosen = max(rules.min_block_seconds, math.ceil(3 * slowest * 10) / 10)
+    for label, asked in (("node minimum", rules.min_block_seconds),
+                         ("3 x slowest block", chosen),
+                         ("node default", None)):  # fmt: skip
+        plan = aggregate_schedule(rules, blocks, slots, asked)
+        print(f"   T = {plan.block_seconds:4.1f} s ({label:<17}) {plan.seconds:9.1f} s   "
+              f"{plan.seconds / unscheduled:6.1f} x the un-scheduled run")  # fmt: skip
 
 
 def main() -> None:
@@ -139,9 +174,12 @@ def main() -> None:
         totals = {}
         print(f"\n2. sample-and-aggregate over {layout.blocks} blocks of the 10M-row table, "
               f"{args.slots} slots")  # fmt: skip
+        slowest = {}
         for name in ("zygote", "container"):
             blocks = runs[name]
-            seconds, defaulted = job_seconds(forms[name], code, layout, blocks, args.slots)
+            seconds, defaulted, slowest[name] = job_seconds(
+                forms[name], code, layout, blocks, args.slots
+            )
             totals[name] = seconds / blocks * layout.blocks
             projected = "" if blocks == layout.blocks else f" (ran {blocks}, projected)"
             print(f"   {name:<12} {totals[name]:9.1f} s for {layout.blocks} blocks{projected}, "
@@ -150,6 +188,7 @@ def main() -> None:
     print(f"   container / zygote                  {totals['container'] / totals['zygote']:9.1f} x"
           "   (target for 1,000 blocks: <= 60 s)")  # fmt: skip
     print(f"   peak memory of this worker process  {peak_mb:9.0f} MB (blocks streamed)")
+    schedule_cost(layout.blocks, args.slots, totals["zygote"], slowest["zygote"])
 
 
 if __name__ == "__main__":

@@ -224,8 +224,11 @@ class UnseenClient:
         epsilon: float | None,
         combine: str = "mean",
         target: str = "full",
+        block_seconds: float | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """Queue a full-data job (or run on the sample). ``block_seconds`` is every block's
+        public time T; the job's length, fixed from it, is in the answer's ``schedule``."""
+        body: dict[str, Any] = {
             "dataset": dataset,
             "code": code,
             "outputs": outputs,
@@ -233,7 +236,13 @@ class UnseenClient:
             "combine": combine,
             "target": target,
         }
+        if block_seconds is not None:
+            body["block_seconds"] = block_seconds
         return self._request("POST", "/v1/jobs", json=body)
+
+    def schedule_rules(self) -> dict[str, Any]:
+        """The node's public scheduling rules (block time limits, start allowance, slots)."""
+        return self._request("GET", "/v1/schedule")
 
     def run_on_sample(
         self, dataset: str, code: str, outputs: list[dict[str, Any]]

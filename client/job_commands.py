@@ -68,6 +68,15 @@ def submit(
         typer.Option("--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS"),
     ] = None,
     combine: Annotated[str, typer.Option(help="How blocks combine: mean or sum.")] = "mean",
+    block_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--block-seconds",
+            help="Every block's time T: a block still running after T gets its defaults. "
+            "Default: the node's (see `unseen schedule`). Time your code with "
+            "`unseen run --sample` and ask for a few times that.",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Watch it until it is reviewed.")] = True,
     url: Url = None,
     token: Token = None,
@@ -79,9 +88,12 @@ def submit(
     """
     source, outputs = read_analysis(file, output)
     with connected(url, token) as client:
-        job = client.submit(dataset, source, outputs, epsilon, combine=combine)
+        job = client.submit(
+            dataset, source, outputs, epsilon, combine=combine, block_seconds=block_seconds
+        )
         if not as_json:
             console.print(f"submitted job {job['id']} on {dataset} (ε={epsilon:g})")
+            console.print(_schedule_line(job))
         if wait:
             job = _watch(client, job["id"], quiet=as_json)
     if as_json:
@@ -122,6 +134,36 @@ def watch(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _schedule_line(job: dict[str, Any]) -> str:
+    plan = job.get("schedule") or {}
+    if not plan:
+        return ""
+    per_block = f"each block has {plan['block_seconds']:g} s; " if plan["block_seconds"] else ""
+    return (
+        f"schedule: {per_block}the job runs {plan['seconds']:g} s from when a worker takes it, "
+        "and changes state then, however fast its blocks are"
+    )
+
+
+def schedule(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """The node's public schedule rules: the block time you may ask for, and how a job's
+    length follows from it (it does not depend on the data, so neither does what you see).
+
+    Example: unseen schedule
+    """
+    with connected(url, token) as client:
+        rules = client.schedule_rules()
+    if as_json:
+        console.print_json(json.dumps(rules))
+        return
+    console.print(
+        f"block time T: {rules['min_block_seconds']:g} to {rules['max_block_seconds']:g} s "
+        f"(default {rules['default_block_seconds']:g} s)\n"
+        f"job length: {rules['start_seconds']:g} s + ceil(blocks / {rules['slots']}) * "
+        f"(T + {rules['block_overhead_seconds']:g} s); a query: {rules['query_seconds']:g} s"
+    )
+
+
 def _watch(client: Any, job_id: str, quiet: bool = False) -> dict[str, Any]:
     out = Console(stderr=True, highlight=False)
     last_state = ""
@@ -134,7 +176,11 @@ def _watch(client: Any, job_id: str, quiet: bool = False) -> dict[str, Any]:
             progress.update(task, description=job["state"], completed=blocks["blocks_done"],
                             total=blocks["blocks_total"] or None)  # fmt: skip
             if job["state"] != last_state and not quiet:
-                progress.console.print(f"state: {job['state']}")
+                release_at = (job.get("schedule") or {}).get("release_at")
+                until = ""
+                if job["state"] == "running" and release_at:
+                    until = f" (on schedule until {str(release_at)[11:19]} UTC)"
+                progress.console.print(f"state: {job['state']}{until}")
                 last_state = job["state"]
             if job["state"] in FINAL:
                 break

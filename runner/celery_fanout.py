@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from celery import Celery
@@ -153,12 +153,15 @@ class CeleryBlocks:
         blocks asked for, each once, with exactly the declared values."""
         code = job.code_path.read_text(encoding="utf-8")
         outputs = [asdict(spec) for spec in job.outputs]
-        limits = asdict(self._limits)
+        limits = self._limits
+        if job.block_seconds:  # the job's public T, within the node's own limit
+            limits = replace(limits, wall_seconds=min(job.block_seconds, limits.wall_seconds))
+        wire_limits = asdict(limits)
         directory = str(job.layout.directory)
         for chunk, wire in self._fan_out(
             job.node, job.layout.blocks, block_chunks(job.layout.blocks, self._aggregate_chunk),
             "unseen.run_blocks",
-            lambda blocks: (job.job_id, directory, code, blocks, outputs, limits),
+            lambda blocks: (job.job_id, directory, code, blocks, outputs, wire_limits),
         ):  # fmt: skip
             expected = frozenset(chunk)
             if not isinstance(wire, list) or len(wire) != len(chunk):

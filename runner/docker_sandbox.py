@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -80,11 +81,16 @@ class DockerSandbox:
             log.warning("could not reach Docker to reap orphaned sandbox containers")
             return 0
 
-    def __call__(self, code_path: Path, block_path: Path) -> BlockRun:
+    def __call__(
+        self, code_path: Path, block_path: Path, wall_seconds: float | None = None
+    ) -> BlockRun:
         if self._pool is not None:
-            return self._pool(code_path, block_path)
+            return self._pool(code_path, block_path, wall_seconds)
+        limits = self._limits
+        if wall_seconds is not None:
+            limits = replace(limits, wall_seconds=min(wall_seconds, limits.wall_seconds))
         labels = {NODE_LABEL: self._node, JOB_LABEL: code_path.parent.name}
-        return run_block(self._client(), self._image, code_path, block_path, self._limits, labels)
+        return run_block(self._client(), self._image, code_path, block_path, limits, labels)
 
     def finish_job(self, code_path: Path) -> None:
         """Remove the job's slot containers (zygote form); nothing to do per block otherwise."""

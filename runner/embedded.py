@@ -112,6 +112,7 @@ class EmbeddedWorker:
                 execute_job(
                     str(item), self._store, self._run_block, self._slots,
                     query_source=self._query_source, block_source=self._block_source,
+                    hold=self._stopping.wait,
                 )  # fmt: skip
             except Exception:  # keep the worker alive; execute_job already recorded the failure
                 log.exception("worker: job %s crashed", item)

@@ -26,14 +26,22 @@ LOG_BYTES_PER_BLOCK = 8 * 1024
 
 
 class BlockRunner(Protocol):
-    def __call__(self, code_path: Path, block_path: Path) -> BlockRun: ...
+    def __call__(
+        self, code_path: Path, block_path: Path, wall_seconds: float | None = None
+    ) -> BlockRun:
+        """Run one block; ``wall_seconds`` (the job's public T) replaces the node's limit."""
 
     def finish_job(self, code_path: Path) -> None:
         """Release whatever the job held (slot containers); called once its blocks are done."""
 
 
 class InfrastructureError(RuntimeError):
-    """The sandbox itself failed (Docker down, image gone) — not the contestant's code."""
+    """The sandbox itself failed (Docker down, image gone) — not the contestant's code.
+    ``touched``: some block's code did run on its data (the job is then charged)."""
+
+    def __init__(self, message: str, touched: bool) -> None:
+        super().__init__(message)
+        self.touched = touched
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class AggregateJob:
     combine: Combine
     epsilon: float
     node: str = "local"  # the data node holding the dataset
+    block_seconds: float = 0.0  # every block's public time T; 0: the node's own limit
 
     @property
     def job_id(self) -> str:
@@ -168,9 +177,11 @@ def local_block_results(
     (a node running one chunk of many) keeps them with ``finish=False``."""
     indices = range(job.layout.blocks) if blocks is None else blocks
 
+    wall = job.block_seconds or None
+
     def one(index: int) -> BlockResult:
-        return block_result(index, run_block(job.code_path, job.layout.block_path(index)),
-                            job.outputs)  # fmt: skip
+        run = run_block(job.code_path, job.layout.block_path(index), wall)
+        return block_result(index, run, job.outputs)
 
     try:
         if slots <= 1:  # in this thread: a sandbox keyed by thread finds its warm slot again
@@ -195,13 +206,14 @@ def run_aggregate(
 
     Anything the untrusted code does — crash, hang, OOM, garbage — gives that block its
     declared defaults. Only sandbox failures (more than ``max_sandbox_errors`` of them) abort
-    the job, *before* any noise is drawn, so its reserved budget can be returned.
+    the job, *before* any noise is drawn; its reserved budget is returned only if no block's
+    code ran at all.
     """
     accumulator = BlockAccumulator(job.outputs, job.combine, job.layout.blocks, job.epsilon)
     report = AggregateReport()
     sandbox_errors = 0
     for result in results:
-        if result.end is RunEnd.SANDBOX_ERROR:
+        if result.end is RunEnd.SANDBOX_ERROR:  # could not start: the code never ran
             sandbox_errors += 1
         accumulator.add(result.index, result.values)  # refuses a block counted twice
         _record(report, result)
@@ -212,6 +224,7 @@ def run_aggregate(
         detail = report.logs[-1] if report.logs else ""
         raise InfrastructureError(
             f"{sandbox_errors} of {job.layout.blocks} blocks could not be run in the sandbox; "
-            f"check the Docker engine and the runner image. {detail[-500:]}"
+            f"check the Docker engine and the runner image. {detail[-500:]}",
+            touched=sandbox_errors < report.blocks,
         )
     return AggregateResult(accumulator.release(), report)

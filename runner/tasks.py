@@ -3,12 +3,15 @@
 States: queued → running → awaiting_review → released | rejected, or → failed. The store
 (implemented by the API's persistence layer and injected here, so imports point one way)
 makes each transition atomic; budget is charged in the same transaction that stores the noisy
-result, and returned only if the job failed before any noise was drawn.
+result. A failed job's budget is returned only if nothing of it touched the full data (no
+block's code ran, no partial came back): once it has, the job is charged whatever happens, so
+a refund cannot tell what the data made the code do.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +26,7 @@ from runner.pipeline import (
     AggregateResult,
     BlockRunner,
     BlockSource,
+    InfrastructureError,
     local_block_results,
     run_aggregate,
 )
@@ -62,6 +66,8 @@ class ClaimedJob:
     combine: Combine
     epsilon: float
     node: str = "local"  # the data node holding the dataset
+    block_seconds: float = 0.0  # the public T of every block (0: the node's limit)
+    schedule_seconds: float = 0.0  # the public length the worker is held for
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class ClaimedQuery:
     raw_plan: Mapping[str, Any] | None = None  # for a node to validate again
     policy: DatasetPolicy | None = None
     node: str = "local"  # the data node holding the dataset
+    schedule_seconds: float = 0.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -92,8 +99,8 @@ class JobStore(Protocol):
     def complete(self, job_id: str, result: AggregateResult | QueryResult) -> None:
         """running → awaiting_review; store the noisy values and commit the budget, atomically."""
 
-    def fail(self, job_id: str, error: ErrorClass, detail: str, noise_drawn: bool) -> None:
-        """→ failed; return the reservation unless noise was drawn."""
+    def fail(self, job_id: str, error: ErrorClass, detail: str, charged: bool) -> None:
+        """→ failed; the reservation is spent if ``charged``, else returned."""
 
 
 def execute_job(
@@ -104,9 +111,14 @@ def execute_job(
     on_progress: Callable[[int, int], None] | None = None,
     query_source: PartialsSource = local_partials,
     block_source: BlockSource | None = None,
+    hold: Callable[[float], object] = time.sleep,
 ) -> JobState:
     """Run one queued job to its next resting state and return that state. Blocks run here
-    in ``run_block`` unless ``block_source`` sends them elsewhere (a data node)."""
+    in ``run_block`` unless ``block_source`` sends them elsewhere (a data node).
+
+    Whatever happens, the worker is held until the job's public schedule has passed since it
+    claimed the job (``hold`` waits): the next job's start must not tell how long this one's
+    blocks took (``runner.schedule``)."""
     try:
         claimed = store.claim(job_id)
     except StoreUnavailable:  # the worker's poll brings the job back once the store is
@@ -118,8 +130,33 @@ def execute_job(
         return JobState.FAILED
     if claimed is None:
         return JobState.FAILED
+    ends_at = time.monotonic() + claimed.schedule_seconds
+    try:
+        return _run_claimed(claimed, store, run_block, slots, on_progress, query_source,
+                            block_source)  # fmt: skip
+    finally:
+        left = ends_at - time.monotonic()
+        if left > 0:
+            hold(left)
+        elif claimed.schedule_seconds:
+            log.warning("job %s overran its schedule by %.2f s", job_id, -left)
+
+
+def _run_claimed(
+    claimed: ClaimedJob | ClaimedQuery,
+    store: JobStore,
+    run_block: BlockRunner,
+    slots: int,
+    on_progress: Callable[[int, int], None] | None,
+    query_source: PartialsSource,
+    block_source: BlockSource | None,
+) -> JobState:
+    job_id = claimed.job_id
+    touched = False  # some block's result (or a query's partials) came back
 
     def progress(done: int, total: int) -> None:
+        nonlocal touched
+        touched = True
         store.progress(job_id, done, total)
         if on_progress is not None:
             on_progress(done, total)
@@ -135,7 +172,7 @@ def execute_job(
         else:
             job = AggregateJob(
                 claimed.code_path, claimed.layout, claimed.outputs, claimed.combine,
-                claimed.epsilon, claimed.node,
+                claimed.epsilon, claimed.node, claimed.block_seconds,
             )  # fmt: skip
             results = (
                 local_block_results(job, run_block, slots)
@@ -145,7 +182,9 @@ def execute_job(
             result = run_aggregate(job, results, progress)
     except Exception as exc:  # nothing was released: no noise drawn yet
         log.exception("job %s failed before release", job_id)
-        store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", False)
+        if isinstance(exc, InfrastructureError):  # every block came back: did any code run?
+            touched = exc.touched
+        store.fail(job_id, ErrorClass.INFRASTRUCTURE, f"{type(exc).__name__}: {exc}", touched)
         return JobState.FAILED
     try:
         store.complete(job_id, result)

@@ -179,7 +179,11 @@ class ZygoteContainer:
         if not said or not said.get("clean"):
             self.close()  # failed closed (or died): this block goes to a fresh container
 
-    def run(self, block_path: Path) -> BlockRun:
+    def run(self, block_path: Path, wall_seconds: float | None = None) -> BlockRun:
+        """One block, killed after ``wall_seconds`` (at most the container's own limit)."""
+        wall = self._limits.wall_seconds
+        if wall_seconds is not None:
+            wall = min(wall, wall_seconds)
         started = time.monotonic()
         self._await_clean()
         try:
@@ -189,10 +193,10 @@ class ZygoteContainer:
             self.start()
         assert self._sock is not None
         data = block_path.read_bytes()
-        header = json.dumps({"size": len(data), "wall": self._limits.wall_seconds}).encode()
+        header = json.dumps({"size": len(data), "wall": wall}).encode()
         try:
             self._sock.sendall(struct.pack(">I", len(header)) + header + data)
-            answer = self._frame(self._limits.wall_seconds + 30)
+            answer = self._frame(wall + 30)
         except OSError:
             answer = None
         if answer is None or "fatal" in answer:
@@ -246,13 +250,13 @@ class ZygoteSlot:
         self._pair = [ZygoteContainer(client, image, code_path, limits, labels) for _ in "ab"]
         self._turn = 0
 
-    def run(self, block_path: Path) -> BlockRun:
+    def run(self, block_path: Path, wall_seconds: float | None = None) -> BlockRun:
         if self._turn == 0 and all(c.container_id is None for c in self._pair):
             with contextlib.suppress(DockerException):
                 self._pair[1].launch()  # both warm up at once
         container = self._pair[self._turn]
         self._turn = 1 - self._turn
-        return container.run(block_path)
+        return container.run(block_path, wall_seconds)
 
     def close(self) -> None:
         for container in self._pair:
@@ -278,7 +282,9 @@ class ZygotePool:
         self._slots: dict[tuple[Path, int], ZygoteSlot] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, code_path: Path, block_path: Path) -> BlockRun:
+    def __call__(
+        self, code_path: Path, block_path: Path, wall_seconds: float | None = None
+    ) -> BlockRun:
         key = (code_path, threading.get_ident())
         with self._lock:
             slot = self._slots.get(key)
@@ -289,7 +295,7 @@ class ZygotePool:
             with self._lock:
                 self._slots[key] = slot
         try:
-            return slot.run(block_path)
+            return slot.run(block_path, wall_seconds)
         except (ZygoteError, DockerException) as exc:
             slot.close()
             return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", str(exc).encode(), 0.0)

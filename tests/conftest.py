@@ -27,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
 TEST_BLOCKS = 6
 TINY_BLOCKS = 2
+#: A short public schedule for test servers (runner.schedule): every full-data job is held
+#: for its whole length, so the suite's jobs stay a few seconds each. A test may override.
+FAST_SCHEDULE = {
+    "UNSEEN_MIN_BLOCK_SECONDS": "0.1",
+    "UNSEEN_DEFAULT_BLOCK_SECONDS": "2",
+    "UNSEEN_SCHEDULE_START_SECONDS": "2",
+    "UNSEEN_BLOCK_OVERHEAD_SECONDS": "0.2",
+    "UNSEEN_QUERY_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +135,7 @@ def open_contest(organizer: UnseenClient, name: str = "soda-test") -> None:
 def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Deployment:
     # A node label of its own: a server reaps its node's sandbox containers when it starts, so
     # two servers sharing a label would remove each other's running blocks.
-    env = {"UNSEEN_NODE": f"test-{secrets.token_hex(3)}", **env}
+    env = {"UNSEEN_NODE": f"test-{secrets.token_hex(3)}", **FAST_SCHEDULE, **env}
     token = secrets.token_urlsafe(16)
     server = ServerProcess(data_dir, token, env=env).start()
     anonymous = UnseenClient(server.url, token)

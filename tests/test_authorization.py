@@ -149,6 +149,7 @@ MATRIX = [
         lambda w, role: {"path": {"job_id": w.job_awaiting_review()} if role == "organizer"
                          else {}, "json": {"reason": "too fine"}}),
     Row("GET", "/v1/budget", (401, 200, 200, 200, 403)),
+    Row("GET", "/v1/schedule", (401, 200, 200, 200, 403)),
     Row("PUT", "/v1/teams/{team}/budgets/{dataset}", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"epsilon": 50.0}}),
     Row("GET", "/v1/audit", (401, 403, 403, 200, 403)),

@@ -18,11 +18,12 @@ from api.launcher import free_port
 from client.api import UnseenClient
 from client.plans import Query
 from examples.compose_demo import ComposeStack, place_files, running_stack
-from tests.conftest import SodaData, admitted_member, open_contest
+from tests.conftest import FAST_SCHEDULE, SodaData, admitted_member, open_contest
 from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS
 
 pytestmark = pytest.mark.docker
 LONG = 300  # blocks of a job long enough to stop a service in the middle of it
+# (its schedule: 2 s + 150 waves of 0.4 + 0.2 s, about 92 s)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Contest:
 
     def wait_until_running(self, job_id: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while self.contestant.job(job_id)["progress"]["blocks_done"] == 0:
+        while self.organizer.job(job_id)["progress"]["blocks_done"] == 0:
             assert time.monotonic() < deadline, "the job never got going"
             time.sleep(0.05)
 
@@ -47,22 +48,25 @@ def contest(
 ) -> Iterator[Contest]:
     port = free_port()
     host = tmp_path_factory.mktemp("compose") / "host"
-    with running_stack(host, f"unseentest{port}", port) as stack:
-        with UnseenClient(stack.url, stack.bootstrap) as anonymous:
-            organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
-        open_contest(organizer)
-        contestant = admitted_member(organizer, "team-compose", "cora")
-        placed = place_files(stack, soda.full, soda.sample)
-        for name, blocks in (("transport_cards", 8), ("taxi_gps", 10)):
-            entry = placed[name]
-            registration = {**soda.registration(name, blocks), "node": entry["node"],
-                            "source_path": str(entry["source"]),
-                            "sample_path": str(entry["sample"])}  # fmt: skip
-            organizer.register_dataset(**registration)
-            if name == "transport_cards":
-                organizer.register_dataset(**{**registration, "name": f"{name}_long",
-                                              "blocks": LONG})  # fmt: skip
-        yield Contest(stack, organizer, contestant)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in FAST_SCHEDULE.items():  # read by docker-compose.yml
+            env.setenv(name, value)
+        with running_stack(host, f"unseentest{port}", port) as stack:
+            with UnseenClient(stack.url, stack.bootstrap) as anonymous:
+                organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
+            open_contest(organizer)
+            contestant = admitted_member(organizer, "team-compose", "cora")
+            placed = place_files(stack, soda.full, soda.sample)
+            for name, blocks in (("transport_cards", 8), ("taxi_gps", 10)):
+                entry = placed[name]
+                registration = {**soda.registration(name, blocks), "node": entry["node"],
+                                "source_path": str(entry["source"]),
+                                "sample_path": str(entry["sample"])}  # fmt: skip
+                organizer.register_dataset(**registration)
+                if name == "transport_cards":
+                    organizer.register_dataset(**{**registration, "name": f"{name}_long",
+                                                  "blocks": LONG})  # fmt: skip
+            yield Contest(stack, organizer, contestant)
 
 
 def test_jobs_run_on_the_node_holding_the_data(contest: Contest) -> None:
@@ -100,7 +104,7 @@ def test_postgres_briefly_unreachable_mid_job_loses_nothing(contest: Contest) ->
     """The store is killed while a job's blocks are out: requests get a clear 503, progress
     is skipped, and the release waits for the database; the job finishes, charged once."""
     stack, contestant = contest.stack, contest.contestant
-    job = contestant.submit("transport_cards_long", EXAMPLE, FARE_OUTPUTS, 0.5)
+    job = contestant.submit("transport_cards_long", EXAMPLE, FARE_OUTPUTS, 0.5, block_seconds=0.4)
     contest.wait_until_running(job["id"])
     stack.compose("kill", "postgres")
     try:
@@ -113,7 +117,7 @@ def test_postgres_briefly_unreachable_mid_job_loses_nothing(contest: Contest) ->
         stack.compose("start", "postgres")
     done = contestant.wait(job["id"], timeout=300)
     assert done["state"] == "awaiting_review", contest.organizer.job(job["id"])
-    assert done["progress"] == {"blocks_done": LONG, "blocks_total": LONG}
+    assert done["progress"] == {"blocks_done": LONG, "blocks_total": LONG, "fraction": 1.0}
     assert contest.charges(job["id"]) == 1
     assert "database unreachable" in stack.logs("api", tail="all")  # it did hit the job
 
@@ -122,12 +126,12 @@ def test_redis_restarted_mid_job_finishes_the_job(contest: Contest) -> None:
     """The broker (append-only file on) restarts while blocks are out: the job finishes,
     every block counted once, charged once."""
     stack, contestant = contest.stack, contest.contestant
-    job = contestant.submit("transport_cards_long", EXAMPLE, FARE_OUTPUTS, 0.5)
+    job = contestant.submit("transport_cards_long", EXAMPLE, FARE_OUTPUTS, 0.5, block_seconds=0.4)
     contest.wait_until_running(job["id"])
     stack.compose("restart", "-t", "2", "redis")
     done = contestant.wait(job["id"], timeout=300)
     assert done["state"] == "awaiting_review", contest.organizer.job(job["id"])
-    assert done["progress"] == {"blocks_done": LONG, "blocks_total": LONG}
+    assert done["progress"] == {"blocks_done": LONG, "blocks_total": LONG, "fraction": 1.0}
     report = contest.organizer.job(job["id"])["report"]
     # Every block ran to its end in the sandbox (a few tiny blocks make the example exit
     # non-zero: that is the data, not the fault); none was lost or failed to start.
@@ -147,7 +151,7 @@ def test_a_node_offline_at_submission_holds_the_job_until_it_is_back(contest: Co
         plan = Query().group_by("occupied").count("fixes").bound(rows_per_unit=20).to_json()
         job = contestant.query("taxi_gps", plan, 0.5)
         time.sleep(5)
-        waiting = contestant.job(job["id"])
+        waiting = contest.organizer.job(job["id"])
         assert waiting["state"] == "running" and waiting["progress"]["blocks_done"] == 0
     finally:
         stack.compose("start", "node-b")

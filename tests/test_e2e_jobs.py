@@ -30,6 +30,7 @@ CONTESTANT_FIELDS = {
     "mode",
     "target",
     "state",
+    "schedule",
     "delta",
     "epsilon",
     "combine",
@@ -74,7 +75,11 @@ def test_demo_flow_releases_noisy_values_and_charges_budget(deployment: Deployme
     # Awaiting review: the team sees the state, not the values.
     assert set(job) == CONTESTANT_FIELDS
     assert job["result"] is None
-    assert job["progress"] == {"blocks_done": TEST_BLOCKS, "blocks_total": TEST_BLOCKS}
+    assert job["progress"] == {
+        "blocks_done": TEST_BLOCKS,
+        "blocks_total": TEST_BLOCKS,
+        "fraction": 1.0,
+    }
     spent = budget_on(client, "transport_cards")
     assert spent["spent"] == pytest.approx(before["spent"] + 1.0)
     assert spent["reserved"] == pytest.approx(0.0)

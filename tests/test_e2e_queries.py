@@ -57,7 +57,11 @@ def test_query_is_estimated_run_reviewed_and_released(
     assert job["mode"] == "query" and job["state"] == "queued" and job["plan"] == PLAN
     done = client.wait(job["id"], timeout=300)
     assert done["state"] == "awaiting_review" and done["result"] is None
-    assert done["progress"] == {"blocks_done": TEST_BLOCKS, "blocks_total": TEST_BLOCKS}
+    assert done["progress"] == {
+        "blocks_done": TEST_BLOCKS,
+        "blocks_total": TEST_BLOCKS,
+        "fraction": 1.0,
+    }
     assert "report" not in done  # organizer-only
 
     released = d.organizer.release(job["id"])

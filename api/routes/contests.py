@@ -18,7 +18,7 @@ from api.auth import CurrentUser, Organizer
 from api.contest import RoundDates, full_data_problems
 from api.context import Context
 from api.errors import ApiError, not_found
-from api.models import Contest, Dataset, Job, Licence, Round, Team, User
+from api.models import Contest, Dataset, Job, Licence, Round, Team, User, as_utc
 from api.schemas import (
     Admission,
     ContestOut,
@@ -88,7 +88,7 @@ def set_round(
     """Set round 1 (samples) or round 2 (full data) dates; times are UTC unless stated."""
     if number not in (1, 2):
         raise ApiError(422, "bad_round", "a contest has round 1 (samples) and round 2 (full data)")
-    opens, closes = (_aware(body.opens_at), _aware(body.closes_at))
+    opens, closes = (as_utc(body.opens_at), as_utc(body.closes_at))
     if closes <= opens:
         raise ApiError(422, "bad_round", "closes_at must come after opens_at")
     with ctx.db.transaction() as session:
@@ -105,10 +105,6 @@ def set_round(
         crud.audit(session, actor, "round.set", contest=found.name, round=number,
                    opens_at=opens.isoformat(), closes_at=closes.isoformat())  # fmt: skip
         return _contest_view(session, found)
-
-
-def _aware(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 @router.put("/teams/{team}/admission")

@@ -15,7 +15,15 @@ from api.context import AppContext, Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team, User, new_id
 from api.routes.queries import checked_plan
-from api.schemas import AnyJobOut, EstimateIn, JobOut, NewJob, NoiseOut, OutputIn
+from api.schemas import (
+    AnyJobOut,
+    EstimateIn,
+    JobOut,
+    NewJob,
+    NoiseOut,
+    OutputIn,
+    ScheduleRulesOut,
+)
 from api.views import job_view, model_response
 from privacy.budget import to_epsilon
 from privacy.outputs import (
@@ -28,6 +36,7 @@ from privacy.outputs import (
 from privacy.query import plan_query_noise
 from privacy.sample_aggregate import NoisePlan, plan_noise
 from runner.sample import run_on_sample, write_code
+from runner.schedule import Schedule, ScheduleError, aggregate_schedule
 from runner.tasks import JobState
 from sandbox.policy import check_code
 
@@ -89,6 +98,12 @@ def _noise_plans(
         raise ApiError(422, "bad_outputs", str(exc)) from exc
 
 
+@router.get("/schedule")
+def schedule_rules(ctx: Context, user: CurrentUser) -> ScheduleRulesOut:
+    """The node's public scheduling rules: how a job's block time and length are fixed."""
+    return ScheduleRulesOut(**asdict(ctx.settings.schedule), slots=ctx.settings.slots)
+
+
 @router.post("/jobs", status_code=202)
 def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> JobOut:
     """Queue a full-data job (202), or run on the public sample at once (200, no budget)."""
@@ -105,6 +120,7 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset, user)
         _noise_plans(specs, body.combine, dataset.blocks, body.epsilon)  # before any budget
+        schedule = _schedule(ctx, dataset.blocks, body.block_seconds)
         job, team = crud.queue_job(
             session,
             user,
@@ -114,10 +130,20 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
             code=body.code,
             outputs=[vars(spec) for spec in specs],
             combine=body.combine,
+            block_seconds=schedule.block_seconds,
+            schedule_seconds=schedule.seconds,
         )
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
     return view
+
+
+def _schedule(ctx: AppContext, blocks: int, asked: float | None) -> Schedule:
+    """The job's public schedule, or 422 ``bad_block_seconds`` naming the node's limits."""
+    try:
+        return aggregate_schedule(ctx.settings.schedule, blocks, ctx.settings.slots, asked)
+    except ScheduleError as exc:
+        raise ApiError(422, "bad_block_seconds", str(exc)) from exc
 
 
 def _run_on_sample(body: NewJob, specs: list[OutputSpec], ctx: Context, user: User) -> JobOut:
@@ -163,11 +189,13 @@ def _visible_jobs(user: User) -> Select[tuple[Job, str, str]]:
 @router.get("/jobs")
 def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list[AnyJobOut]:
     query = _visible_jobs(user).order_by(Job.created_at.desc())
-    if state is not None:
-        query = query.where(Job.state == state)
     organizer = user.role == "organizer"
+    if state is not None and organizer:
+        query = query.where(Job.state == state)
     with ctx.db.read() as session:
-        return [job_view(*row, organizer=organizer) for row in session.execute(query.limit(500))]
+        views = [job_view(*row, organizer=organizer) for row in session.execute(query.limit(500))]
+    # A contestant's filter is on the state they see: the true one may not show yet.
+    return [view for view in views if state is None or view.state == state]
 
 
 @router.get("/jobs/{job_id}", response_model=AnyJobOut)

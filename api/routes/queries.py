@@ -16,6 +16,7 @@ from api.errors import ApiError
 from api.schemas import JobOut, NewQuery
 from api.views import job_view
 from privacy.query import DatasetPolicy, PlanError, QueryPlan, check_delta, parse_plan
+from runner.schedule import query_schedule
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
@@ -40,6 +41,7 @@ def submit_query(body: NewQuery, ctx: Context, user: Contestant) -> JobOut:
         job, team = crud.queue_job(
             session, user, dataset, body.epsilon, body.delta, mode="query", code="",
             plan=body.plan, outputs=[], combine="",
+            schedule_seconds=query_schedule(ctx.settings.schedule).seconds,
         )  # fmt: skip
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
