@@ -55,7 +55,7 @@ def test_killed_server_restarts_consistently(
     assert interrupted["error_class"] == "interrupted"
     assert client.job(done["id"])["state"] == "awaiting_review"
     assert client.wait(queued["id"], timeout=300)["state"] == "awaiting_review"
-    budget = next(b for b in client.budget() if b["dataset"] == "cards_tiny")
+    budget = next(b for b in client.budget() if "cards_tiny" in b["datasets"])
     assert budget["spent"] == pytest.approx(0.75)  # 0.5 + 0.25; the interrupted 1.0 returned
     assert budget["reserved"] == pytest.approx(0.0)
     organizer.release(done["id"])
