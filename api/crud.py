@@ -1,5 +1,6 @@
 """Persistence operations. Each function runs inside the caller's transaction; the budget
-operations are single conditional UPDATEs, so concurrent requests can never overspend."""
+operations are conditional UPDATEs (the team's ledger and its population's, both or neither),
+so concurrent requests can never overspend."""
 
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ from api import audit_log
 from api.auth import forget_tokens, hash_token, new_token
 from api.contest import RoundDates, TeamStanding, full_data_problems, sample_problems
 from api.errors import ApiError, not_found
-from api.models import ApiToken, Budget, Contest, Dataset, Job, Licence, Round, Team, User
+from api.models import (
+    ApiToken,
+    Budget,
+    Contest,
+    Dataset,
+    Job,
+    Licence,
+    Population,
+    Round,
+    Team,
+    User,
+)
 from api.passwords import PasswordError, check_strength, hash_password
 from privacy.budget import (
     BudgetError,
@@ -74,28 +86,29 @@ def issue_token(session: Session, user: User, label: str) -> str:
     return token
 
 
-def _open_budget(session: Session, team: Team, dataset: Dataset) -> None:
-    """Every (team, dataset) pair gets its ledger up front, so reservations never race an INSERT."""
+def open_budget(session: Session, team: Team, population: Population) -> None:
+    """Every (team, population) pair gets its ledger up front, so reservations never race an
+    INSERT."""
     session.add(
         Budget(
             team_id=team.id,
-            dataset_id=dataset.id,
-            cap_units=dataset.team_cap_units,
-            delta_cap_units=dataset.team_delta_cap_units,
+            population_id=population.id,
+            cap_units=population.team_cap_units,
+            delta_cap_units=population.team_delta_cap_units,
         )
     )
 
 
 def create_team(session: Session, name: str, actor: User, contest: str | None = None) -> Team:
-    """A team of a contest, with a budget ledger on each of the contest's datasets."""
+    """A team of a contest, with a budget ledger on each of the contest's populations."""
     if session.scalar(select(Team).where(Team.name == name)) is not None:
         raise ApiError(409, "team_exists", f"a team named {name!r} exists; pick another name")
     joined = resolve_contest(session, contest)
     team = Team(name=name, contest_id=joined.id)
     session.add(team)
     session.flush()
-    for dataset in session.scalars(select(Dataset).where(Dataset.contest_id == joined.id)):
-        _open_budget(session, team, dataset)
+    for population in session.scalars(select(Population).where(Population.contest_id == joined.id)):
+        open_budget(session, team, population)
     audit(session, actor, "team.created", team=name, contest=joined.name)
     return team
 
@@ -199,6 +212,7 @@ def require_full_access(session: Session, team: Team) -> None:
 
 
 def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
+    """Record a dataset whose population is already set (``api.populations.place``)."""
     session.add(dataset)
     try:
         session.flush()
@@ -206,14 +220,13 @@ def add_dataset(session: Session, dataset: Dataset, actor: User) -> None:
         raise ApiError(
             409, "dataset_exists", f"dataset {dataset.name!r} is already registered"
         ) from exc
-    for team in session.scalars(select(Team).where(Team.contest_id == dataset.contest_id)):
-        _open_budget(session, team, dataset)
-    audit(session, actor, "dataset.registered", dataset=dataset.name, blocks=dataset.blocks)
+    audit(session, actor, "dataset.registered", dataset=dataset.name, blocks=dataset.blocks,
+          population=dataset.population.name)  # fmt: skip
 
 
-def budget_row(session: Session, team_id: str, dataset_id: str) -> Budget:
+def budget_row(session: Session, team_id: str, population_id: str) -> Budget:
     budget = session.scalar(
-        select(Budget).where(Budget.team_id == team_id, Budget.dataset_id == dataset_id)
+        select(Budget).where(Budget.team_id == team_id, Budget.population_id == population_id)
     )
     if budget is None:  # cannot happen: rows are made with teams and datasets
         raise ApiError(500, "budget_missing", "no budget row; ask the organizer to set a cap")
@@ -281,75 +294,151 @@ def queue_job(
 def reserve_budget(
     session: Session, team: Team, dataset: Dataset, units: int, delta_units: int = 0
 ) -> None:
-    """Reserve atomically: one UPDATE whose WHERE re-checks the remaining ε and δ."""
+    """Reserve on both ledgers, each by one UPDATE whose WHERE re-checks what is left: the
+    population's contest-wide row first (always in that order, so concurrent transactions
+    never wait on each other crosswise), then the team's. If either cannot cover the job,
+    nothing stays charged (the population's share is undone) and the 409 names which cap."""
+    population = session.execute(
+        update(Population)
+        .where(Population.id == dataset.population_id, *_covers(Population, units, delta_units))
+        .values(**_moved(Population, reserved=(units, delta_units)))
+        .execution_options(synchronize_session=False)
+    )
+    if population.rowcount != 1:
+        raise _population_exhausted(session, dataset, units, delta_units)
     reserved = session.execute(
         update(Budget)
         .where(
             Budget.team_id == team.id,
-            Budget.dataset_id == dataset.id,
-            Budget.cap_units - Budget.spent_units - Budget.reserved_units >= units,
-            Budget.delta_cap_units - Budget.delta_spent_units - Budget.delta_reserved_units
-            >= delta_units,
+            Budget.population_id == dataset.population_id,
+            *_covers(Budget, units, delta_units),
         )
-        .values(
-            reserved_units=Budget.reserved_units + units,
-            delta_reserved_units=Budget.delta_reserved_units + delta_units,
-        )
+        .values(**_moved(Budget, reserved=(units, delta_units)))
         .execution_options(synchronize_session=False)
     )
     if reserved.rowcount != 1:
-        budget = budget_row(session, team.id, dataset.id)
-        left = to_epsilon(
-            remaining_units(budget.cap_units, budget.spent_units, budget.reserved_units)
+        # Undo the population's share here, not only by the caller's rollback: a caller that
+        # catches the 409 and commits must not leave it charged for a job that never ran.
+        session.execute(
+            update(Population)
+            .where(Population.id == dataset.population_id)
+            .values(**_moved(Population, reserved=(-units, -delta_units)))
+            .execution_options(synchronize_session=False)
         )
-        delta_left = remaining_units(
-            budget.delta_cap_units, budget.delta_spent_units, budget.delta_reserved_units
-        )
-        if delta_left < delta_units:
-            raise ApiError(
-                409,
-                "budget_exceeded",
-                f"this job needs delta={to_delta(delta_units):g} but team {team.name!r} has "
-                f"delta={to_delta(delta_left):g} left on {dataset.name!r}; lower delta or ask "
-                "the organizer to raise the delta cap",
-                remaining=left,
-                remaining_delta=to_delta(delta_left),
-            )
-        raise ApiError(
-            409,
-            "budget_exceeded",
-            f"this job needs ε={to_epsilon(units):g} but team {team.name!r} has ε={left:g} left "
-            f"on {dataset.name!r}; lower epsilon or ask the organizer to raise the cap",
-            remaining=left,
+        raise _team_exhausted(session, team, dataset, units, delta_units)
+
+
+Ledger = type[Budget] | type[Population]
+
+
+def _covers(table: Ledger, units: int, delta_units: int) -> list[object]:
+    return [
+        table.cap_units - table.spent_units - table.reserved_units >= units,
+        table.delta_cap_units - table.delta_spent_units - table.delta_reserved_units >= delta_units,
+    ]
+
+
+def _moved(
+    table: Ledger, reserved: tuple[int, int], spent: tuple[int, int] = (0, 0)
+) -> dict[str, object]:
+    """New values of a ledger's columns: ``reserved`` and ``spent`` are added, as (ε, δ) units."""
+    return {
+        "reserved_units": table.reserved_units + reserved[0],
+        "delta_reserved_units": table.delta_reserved_units + reserved[1],
+        "spent_units": table.spent_units + spent[0],
+        "delta_spent_units": table.delta_spent_units + spent[1],
+    }
+
+
+def _left(row: Budget | Population) -> tuple[int, int]:
+    return (
+        remaining_units(row.cap_units, row.spent_units, row.reserved_units),
+        remaining_units(row.delta_cap_units, row.delta_spent_units, row.delta_reserved_units),
+    )
+
+
+def _population_exhausted(
+    session: Session, dataset: Dataset, units: int, delta_units: int
+) -> ApiError:
+    population = session.get_one(Population, dataset.population_id)
+    session.refresh(population)
+    left, delta_left = _left(population)
+    where = (
+        f"population {population.name!r} (the people of {dataset.name!r}; its contest-wide "
+        "cap is shared by every team)"
+    )
+    extra = {"cap": "population", "population": population.name,
+             "population_remaining": to_epsilon(left)}  # fmt: skip
+    if delta_left < delta_units:
+        return ApiError(
+            409, "budget_exceeded",
+            f"this job needs delta={to_delta(delta_units):g} but {where} has "
+            f"delta={to_delta(delta_left):g} left; lower delta, or the organizers may raise "
+            f"its delta cap (`unseen populations set {population.name} --delta D`)",
+            remaining_delta=to_delta(delta_left), **extra,
+        )  # fmt: skip
+    return ApiError(
+        409, "budget_exceeded",
+        f"this job needs ε={to_epsilon(units):g} but {where} has ε={to_epsilon(left):g} left; "
+        "lower epsilon, or the organizers may raise the population's cap "
+        f"(`unseen populations set {population.name} --epsilon E`)",
+        remaining=to_epsilon(left), **extra,
+    )  # fmt: skip
+
+
+def _team_exhausted(
+    session: Session, team: Team, dataset: Dataset, units: int, delta_units: int
+) -> ApiError:
+    budget = budget_row(session, team.id, dataset.population_id)
+    session.refresh(budget)
+    left, delta_left = _left(budget)
+    population = dataset.population.name
+    where = f"team {team.name!r} has"
+    on = f"left on population {population!r} (dataset {dataset.name!r} and any that share it)"
+    extra = {"cap": "team", "population": population}
+    if delta_left < delta_units:
+        return ApiError(
+            409, "budget_exceeded",
+            f"this job needs delta={to_delta(delta_units):g} but {where} "
+            f"delta={to_delta(delta_left):g} {on}; lower delta or ask the organizer to raise "
+            "the team's delta cap",
+            remaining=to_epsilon(left), remaining_delta=to_delta(delta_left), **extra,
+        )  # fmt: skip
+    return ApiError(
+        409, "budget_exceeded",
+        f"this job needs ε={to_epsilon(units):g} but {where} ε={to_epsilon(left):g} {on}; "
+        "lower epsilon or ask the organizer to raise the team's cap",
+        remaining=to_epsilon(left), **extra,
+    )  # fmt: skip
+
+
+def _settle(session: Session, job: Job, spent: bool) -> None:
+    """Release a job's reservation on both ledgers, as spent or returned; population first."""
+    population_id = (
+        select(Dataset.population_id).where(Dataset.id == job.dataset_id).scalar_subquery()
+    )
+    amounts = (job.charge_units, job.delta_units)
+    released = (-amounts[0], -amounts[1])
+    for table, where in (
+        (Population, [Population.id == population_id]),
+        (Budget, [Budget.team_id == job.team_id, Budget.population_id == population_id]),
+    ):
+        session.execute(
+            update(table)
+            .where(*where)
+            .values(**_moved(table, reserved=released, spent=amounts if spent else (0, 0)))
+            .execution_options(synchronize_session=False)
         )
 
 
 def commit_budget(session: Session, job: Job) -> None:
-    """Reserved → spent, for a job whose noise was drawn."""
-    session.execute(
-        update(Budget)
-        .where(Budget.team_id == job.team_id, Budget.dataset_id == job.dataset_id)
-        .values(
-            reserved_units=Budget.reserved_units - job.charge_units,
-            spent_units=Budget.spent_units + job.charge_units,
-            delta_reserved_units=Budget.delta_reserved_units - job.delta_units,
-            delta_spent_units=Budget.delta_spent_units + job.delta_units,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    """Reserved → spent, for a job whose noise was drawn: the team's and the population's."""
+    _settle(session, job, spent=True)
 
 
 def return_budget(session: Session, job: Job) -> None:
-    """Drop the reservation of a job that drew no noise."""
-    session.execute(
-        update(Budget)
-        .where(Budget.team_id == job.team_id, Budget.dataset_id == job.dataset_id)
-        .values(
-            reserved_units=Budget.reserved_units - job.charge_units,
-            delta_reserved_units=Budget.delta_reserved_units - job.delta_units,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    """Drop the reservation of a job that drew no noise, on both ledgers."""
+    _settle(session, job, spent=False)
 
 
 def transition(session: Session, job_id: str, source: set[JobState], **values: object) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -110,6 +110,29 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+class Population(Base):
+    """The people a dataset's privacy unit stands for ("card holders"). Datasets that hold the
+    same people share one: every budget is kept per team and population, and the contest-wide
+    cap here bounds the sum over all teams (what the data provider agreed to lose in total)."""
+
+    __tablename__ = "populations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # global, like dataset names
+    description: Mapped[str] = mapped_column(Text, default="")
+    contest_id: Mapped[str | None] = mapped_column(ForeignKey("contests.id"), default=None)
+    # Contest-wide, over all teams: cap ≥ spent + reserved, enforced by conditional UPDATEs.
+    cap_units: Mapped[int] = mapped_column(BigInteger)
+    spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The cap each team's ledger opens with (organizers change a team's cap on its row).
+    team_cap_units: Mapped[int] = mapped_column(BigInteger)
+    team_delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -125,21 +148,25 @@ class Dataset(Base):
     directory: Mapped[str] = mapped_column(Text)
     sample_path: Mapped[str] = mapped_column(Text)
     sample_rows: Mapped[int] = mapped_column(Integer)
-    team_cap_units: Mapped[int] = mapped_column(BigInteger)
-    team_delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
     node: Mapped[str] = mapped_column(String(64), default="local")
     contest_id: Mapped[str | None] = mapped_column(ForeignKey("contests.id"), default=None)
+    population_id: Mapped[str] = mapped_column(ForeignKey("populations.id"), index=True)
+    # SHA-256 of the source file's bytes: the same file registered again joins this population.
+    # None for datasets registered before migration 0005 (their sources were not kept).
+    content_sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    population: Mapped[Population] = relationship(lazy="joined")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Budget(Base):
-    """One team's ledger on one dataset: cap ≥ spent + reserved, enforced by conditional UPDATEs."""
+    """One team's ledger on one population (every dataset of it): cap ≥ spent + reserved,
+    enforced by conditional UPDATEs, together with the population's contest-wide ledger."""
 
     __tablename__ = "budgets"
-    __table_args__ = (UniqueConstraint("team_id", "dataset_id"),)
+    __table_args__ = (UniqueConstraint("team_id", "population_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    population_id: Mapped[str] = mapped_column(ForeignKey("populations.id"))
     cap_units: Mapped[int] = mapped_column(BigInteger)
     spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_units: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -90,10 +90,31 @@ class NewDataset(Strict):
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
     key_sets: dict[str, list[str | int | float]] = Field(default_factory=dict)
     blocks: int | None = Field(None, ge=2, le=100_000)
-    team_epsilon: float = Field(10.0, ge=0, le=1000, description="Budget cap per team.")
     contest: str | None = Field(None, description="Contest it belongs to (default: the only one).")
-    team_delta: float = Field(
-        1e-6, ge=0, lt=1, description="δ cap per team, spent only by partition selection."
+    population: DatasetName | None = Field(
+        None,
+        description="The people its privacy unit stands for (e.g. card_holders): budgets are "
+        "kept per team and population. Default: a new population named after the dataset. A "
+        "source whose bytes are already registered in the contest joins that dataset's "
+        "population (naming another is refused).",
+    )
+    team_epsilon: float | None = Field(
+        None, ge=0, le=1000,
+        description="ε cap each team's ledger on a new population opens with (default 10). "
+        "Joining a population keeps its caps; a different value is refused.",
+    )  # fmt: skip
+    team_delta: float | None = Field(
+        None, ge=0, lt=1,
+        description="δ cap per team on a new population (default 1e-6), spent only by "
+        "partition selection.",
+    )  # fmt: skip
+    population_epsilon: float | None = Field(
+        None, ge=0, le=1_000_000,
+        description="Contest-wide ε cap of a new population, over all teams together: the "
+        "total privacy loss the data provider agreed to (default 100).",
+    )  # fmt: skip
+    population_delta: float | None = Field(
+        None, ge=0, lt=1, description="Contest-wide δ cap of a new population (default 1e-5)."
     )
     node: Name | None = Field(
         None,
@@ -111,7 +132,8 @@ class DatasetOut(BaseModel):
     key_sets: dict[str, list[str | int | float]]
     blocks: int
     sample_rows: int
-    team_epsilon: float
+    population: str = Field(description="The people it holds; budgets are per population.")
+    team_epsilon: float = Field(description="The ε cap a team's ledger on it opens with.")
     team_delta: float
 
 
@@ -292,20 +314,65 @@ AnyDatasetOut = DatasetOrganizerOut | DatasetOut
 
 
 class BudgetOut(BaseModel):
+    """A team's ledger on one population (all its datasets), and the population's contest-wide
+    cap over all teams. A job needs both: ``available`` is the smaller of what is left."""
+
     team: str
-    dataset: str
+    population: str
+    datasets: list[str] = Field(description="The datasets of the population: one budget.")
     cap: float
     spent: float
     reserved: float
-    remaining: float
+    remaining: float = Field(description="The team's own cap minus spent and reserved.")
     delta_cap: float = 0.0
     delta_spent: float = 0.0
     delta_reserved: float = 0.0
     delta_remaining: float = 0.0
+    population_cap: float = Field(description="Contest-wide ε cap, over all teams together.")
+    population_remaining: float = Field(
+        description="What is left of it after every team's spent and reserved ε."
+    )
+    population_delta_cap: float = 0.0
+    population_delta_remaining: float = 0.0
+    available: float = Field(description="ε the next job may use: min(remaining, population).")
+    delta_available: float = 0.0
 
 
 class BudgetCapIn(Strict):
-    epsilon: float = Field(ge=0, le=1000)
+    epsilon: float = Field(
+        ge=0, le=1000,
+        description="Never below what the team spent and holds; raised, at most what the "
+        "population has left on top of that.",
+    )  # fmt: skip
+    delta: float | None = Field(None, ge=0, lt=1, description="Leave out to keep the δ cap.")
+
+
+class PopulationOut(BaseModel):
+    """A population as organizers see it: its contest-wide ledger and its datasets."""
+
+    name: str
+    contest: str | None
+    description: str
+    datasets: list[str]
+    cap: float
+    spent: float
+    reserved: float
+    remaining: float
+    delta_cap: float
+    delta_spent: float
+    delta_reserved: float
+    delta_remaining: float
+    team_epsilon: float = Field(description="The ε cap a new team's ledger opens with.")
+    team_delta: float
+    team_caps_total: float = Field(
+        description="The teams' ε caps added up; above ``cap``, the contest-wide cap binds."
+    )
+
+
+class PopulationCapIn(Strict):
+    epsilon: float = Field(
+        ge=0, le=1_000_000, description="Contest-wide ε cap; never below what teams used."
+    )
     delta: float | None = Field(None, ge=0, lt=1, description="Leave out to keep the δ cap.")
 
 

@@ -8,7 +8,7 @@ from fastapi import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.models import Budget, Dataset, Job, Licence, Team, User, as_utc
+from api.models import Budget, Dataset, Job, Licence, Population, Team, User, as_utc
 from api.schemas import (
     BudgetOut,
     DatasetOrganizerOut,
@@ -17,6 +17,7 @@ from api.schemas import (
     JobOut,
     LicenceOut,
     OutputIn,
+    PopulationOut,
     Progress,
     ReleasedOut,
     SampleRunOut,
@@ -49,8 +50,9 @@ def _dataset_fields(dataset: Dataset) -> dict[str, object]:
         "key_sets": dataset.key_sets,
         "blocks": dataset.blocks,
         "sample_rows": dataset.sample_rows,
-        "team_epsilon": to_epsilon(dataset.team_cap_units),
-        "team_delta": to_delta(dataset.team_delta_cap_units),
+        "population": dataset.population.name,
+        "team_epsilon": to_epsilon(dataset.population.team_cap_units),
+        "team_delta": to_delta(dataset.population.team_delta_cap_units),
     }
 
 
@@ -160,11 +162,23 @@ def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
     return JobOut(**contestant_job_fields(job, dataset, team))
 
 
-def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:
-    left = remaining_units(budget.cap_units, budget.spent_units, budget.reserved_units)
+def _left(cap: int, spent: int, reserved: int) -> int:
+    return remaining_units(cap, spent, reserved)
+
+
+def budget_view(
+    budget: Budget, team: str, population: Population, datasets: list[str]
+) -> BudgetOut:
+    left = _left(budget.cap_units, budget.spent_units, budget.reserved_units)
+    delta_left = _left(budget.delta_cap_units, budget.delta_spent_units,
+                       budget.delta_reserved_units)  # fmt: skip
+    pool_left = _left(population.cap_units, population.spent_units, population.reserved_units)
+    pool_delta_left = _left(population.delta_cap_units, population.delta_spent_units,
+                            population.delta_reserved_units)  # fmt: skip
     return BudgetOut(
         team=team,
-        dataset=dataset,
+        population=population.name,
+        datasets=datasets,
         cap=to_epsilon(budget.cap_units),
         spent=to_epsilon(budget.spent_units),
         reserved=to_epsilon(budget.reserved_units),
@@ -172,12 +186,33 @@ def budget_view(budget: Budget, team: str, dataset: str) -> BudgetOut:
         delta_cap=to_delta(budget.delta_cap_units),
         delta_spent=to_delta(budget.delta_spent_units),
         delta_reserved=to_delta(budget.delta_reserved_units),
-        delta_remaining=to_delta(
-            remaining_units(
-                budget.delta_cap_units, budget.delta_spent_units, budget.delta_reserved_units
-            )
-        ),
+        delta_remaining=to_delta(delta_left),
+        population_cap=to_epsilon(population.cap_units),
+        population_remaining=to_epsilon(pool_left),
+        population_delta_cap=to_delta(population.delta_cap_units),
+        population_delta_remaining=to_delta(pool_delta_left),
+        available=to_epsilon(max(0, min(left, pool_left))),
+        delta_available=to_delta(max(0, min(delta_left, pool_delta_left))),
     )
+
+
+def population_view(
+    population: Population, contest: str | None, datasets: list[str], team_caps_units: int
+) -> PopulationOut:
+    p = population
+    return PopulationOut(
+        name=p.name, contest=contest, description=p.description, datasets=datasets,
+        cap=to_epsilon(p.cap_units), spent=to_epsilon(p.spent_units),
+        reserved=to_epsilon(p.reserved_units),
+        remaining=to_epsilon(_left(p.cap_units, p.spent_units, p.reserved_units)),
+        delta_cap=to_delta(p.delta_cap_units), delta_spent=to_delta(p.delta_spent_units),
+        delta_reserved=to_delta(p.delta_reserved_units),
+        delta_remaining=to_delta(
+            _left(p.delta_cap_units, p.delta_spent_units, p.delta_reserved_units)
+        ),
+        team_epsilon=to_epsilon(p.team_cap_units), team_delta=to_delta(p.team_delta_cap_units),
+        team_caps_total=to_epsilon(team_caps_units),
+    )  # fmt: skip
 
 
 def licence_view(session: Session, licence: Licence) -> LicenceOut:

@@ -319,3 +319,16 @@ class UnseenClient:
         if delta is not None:
             body["delta"] = delta
         return self._request("PUT", f"/v1/teams/{team}/budgets/{dataset}", json=body)
+
+    def populations(self) -> list[dict[str, Any]]:
+        """Organizers: every population, its datasets and contest-wide ledger."""
+        return self._request("GET", "/v1/populations")
+
+    def set_population_cap(
+        self, population: str, epsilon: float, delta: float | None = None
+    ) -> dict[str, Any]:
+        """Organizers: the contest-wide cap of a population, over all teams together."""
+        body: dict[str, Any] = {"epsilon": epsilon}
+        if delta is not None:
+            body["delta"] = delta
+        return self._request("PUT", f"/v1/populations/{population}", json=body)

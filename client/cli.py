@@ -11,7 +11,13 @@ import typer
 from client import job_commands
 from client.account_commands import login, logout
 from client.audit_commands import audit_app
-from client.organizer_commands import datasets_app, licences_app, review_app, teams_app
+from client.organizer_commands import (
+    datasets_app,
+    licences_app,
+    populations_app,
+    review_app,
+    teams_app,
+)
 from client.query_commands import estimate, query
 from client.run_command import run
 
@@ -38,6 +44,7 @@ app.command("query")(query)
 app.add_typer(teams_app, name="teams")
 app.add_typer(licences_app, name="licences")
 app.add_typer(review_app, name="review")
+app.add_typer(populations_app, name="populations")
 app.add_typer(audit_app, name="audit")
 
 

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from client.api import UnseenClient
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
-REFUSALS = frozenset({"bad_code", "bad_plan", "budget_exceeded", "not_admitted", "contest_closed"})
+REFUSALS = frozenset({"bad_code", "bad_plan", "budget_exceeded", "not_admitted", "contest_closed",
+                      "cap_below_spent", "cap_above_population", "population_conflict",
+                      "population_exists", "population_caps_differ"})  # fmt: skip
 
 Url = Annotated[
     str | None,

@@ -232,7 +232,9 @@ def result(
 
 
 def budget(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
-    """Your team's privacy budget per dataset: cap, spent, held by running jobs, left.
+    """Your team's privacy budget per population (the people behind one or more datasets: one
+    budget for all of them): cap, spent, held by running jobs, left; and what the population
+    has left contest-wide, over all teams. A job needs both; "available" is the smaller.
 
     Example: unseen budget
     """
@@ -241,9 +243,11 @@ def budget(url: Url = None, token: Token = None, as_json: AsJson = False) -> Non
     if as_json:
         console.print_json(json.dumps(found))
         return
-    table = Table("team", "dataset", "ε cap", "spent", "reserved", "remaining", "δ left")
+    table = Table("team", "population", "datasets", "ε cap", "spent", "reserved", "remaining",
+                  "population left", "available", "δ available")  # fmt: skip
     for b in found:
-        table.add_row(b["team"], b["dataset"], f"{b['cap']:g}", f"{b['spent']:g}",
-                      f"{b['reserved']:g}", f"{b['remaining']:g}",
-                      f"{b.get('delta_remaining', 0):g}")  # fmt: skip
+        table.add_row(b["team"], b["population"], ", ".join(b["datasets"]), f"{b['cap']:g}",
+                      f"{b['spent']:g}", f"{b['reserved']:g}", f"{b['remaining']:g}",
+                      f"{b['population_remaining']:g} of {b['population_cap']:g}",
+                      f"{b['available']:g}", f"{b['delta_available']:g}")  # fmt: skip
     console.print(table)

@@ -1,5 +1,5 @@
 """Organizer commands (and the team's licence upload): teams and their way to round two,
-licences, the review queue, and dataset registration."""
+licences, the review queue, dataset registration, and populations with their caps."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ teams_app = typer.Typer(help="Teams and their way to round two (organizers).")
 licences_app = typer.Typer(help="Signed licence agreements.", no_args_is_help=True)
 review_app = typer.Typer(help="The review queue: nothing leaves before release (organizers).")
 datasets_app = typer.Typer(help="The catalog; organizers register datasets.")
+populations_app = typer.Typer(
+    help="Populations (the people behind datasets) and their budget caps (organizers)."
+)
 
 
 @teams_app.callback(invoke_without_command=True)
@@ -301,7 +304,20 @@ def register(
         list[str] | None, typer.Option(help="column:lo:hi public bounds (repeatable).")
     ] = None,
     blocks: Annotated[int | None, typer.Option(help="Blocks k (default: the server's).")] = None,
-    team_epsilon: Annotated[float, typer.Option(help="Budget cap per team.")] = 10.0,
+    population: Annotated[
+        str | None,
+        typer.Option(
+            help="The people it holds (default: a new population named after it; a source "
+            "already registered joins its dataset's). Budgets are per team and population."
+        ),
+    ] = None,
+    team_epsilon: Annotated[
+        float | None, typer.Option(help="ε cap per team on a new population (default 10).")
+    ] = None,
+    population_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Contest-wide ε cap of a new population, all teams (default 100)."),
+    ] = None,
     contest: Annotated[str | None, typer.Option(help="Contest it belongs to.")] = None,
     node: Annotated[
         str | None,
@@ -321,8 +337,7 @@ def register(
     """
     where = (lambda path: str(path)) if node else (lambda path: str(path.resolve()))
     body: dict[str, Any] = {"name": name, "source_path": where(source),
-                            "sample_path": where(sample), "team_epsilon": team_epsilon,
-                            "bounds": {}, "key_sets": {}}  # fmt: skip
+                            "sample_path": where(sample), "bounds": {}, "key_sets": {}}  # fmt: skip
     if manifest is not None:
         entries = read_json_file(manifest, "manifest").get("datasets", [])
         entry = next((e for e in entries if e.get("name") == name), None)
@@ -332,6 +347,8 @@ def register(
         body.update(unit_column=entry["unit_column"], bounds=entry.get("bounds", {}),
                     key_sets=entry.get("key_sets", {}),
                     description=entry.get("description", ""))  # fmt: skip
+        if entry.get("population"):
+            body["population"] = entry["population"]
     if unit:
         body["unit_column"] = unit
     for item in bound or []:
@@ -346,11 +363,79 @@ def register(
         raise typer.Exit(EXIT_USAGE)
     if blocks is not None:
         body["blocks"] = blocks
-    if contest is not None:
-        body["contest"] = contest
-    if node is not None:
-        body["node"] = node
+    given = {
+        "population": population,
+        "team_epsilon": team_epsilon,
+        "population_epsilon": population_epsilon,
+        "contest": contest,
+        "node": node,
+    }
+    body.update({key: value for key, value in given.items() if value is not None})
     with connected(url, token, timeout=600.0) as client:
         registered = client.register_dataset(**body)
     console.print(f"registered {name}: {registered['blocks']} blocks, "
-                  f"{registered['rows']:,} rows, {registered['units']:,} units")  # fmt: skip
+                  f"{registered['rows']:,} rows, {registered['units']:,} units, "
+                  f"population {registered['population']}")  # fmt: skip
+
+
+@populations_app.callback(invoke_without_command=True)
+def populations(
+    ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False
+) -> None:
+    """Every population: its datasets, its contest-wide ε ledger over all teams, team caps.
+
+    Example: unseen populations
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with connected(url, token) as client:
+        found = client.populations()
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    table = Table("population", "contest", "datasets", "ε cap (all teams)", "spent", "reserved",
+                  "remaining", "team caps total", "δ remaining")  # fmt: skip
+    for p in found:
+        table.add_row(p["name"], p["contest"] or "-", ", ".join(p["datasets"]), f"{p['cap']:g}",
+                      f"{p['spent']:g}", f"{p['reserved']:g}", f"{p['remaining']:g}",
+                      f"{p['team_caps_total']:g}", f"{p['delta_remaining']:g}")  # fmt: skip
+    console.print(table)
+
+
+@populations_app.command("set")
+def set_population(
+    population: Annotated[str, typer.Argument(help="Population to change.")],
+    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="Contest-wide ε cap.")],
+    delta: Annotated[float | None, typer.Option(help="Contest-wide δ cap.")] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Set a population's contest-wide cap: the total over all teams the data provider agreed
+    to. Refused below what the teams already spent and hold.
+
+    Example: unseen populations set card_holders --epsilon 60
+    """
+    with connected(url, token) as client:
+        found = client.set_population_cap(population, epsilon, delta)
+    console.print(f"population {found['name']}: cap ε={found['cap']:g} over all teams, "
+                  f"ε={found['remaining']:g} left")  # fmt: skip
+
+
+@populations_app.command("team")
+def set_team(
+    population: Annotated[str, typer.Argument(help="Population (or a dataset of it).")],
+    team: Annotated[str, typer.Argument(help="Team whose cap to set.")],
+    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="The team's ε cap.")],
+    delta: Annotated[float | None, typer.Option(help="The team's δ cap.")] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Set a team's cap on a population. Refused below what the team spent and holds, and
+    (raised) past what the population has left contest-wide.
+
+    Example: unseen populations team card_holders team-alpha --epsilon 5
+    """
+    with connected(url, token) as client:
+        found = client.set_budget_cap(team, population, epsilon, delta)
+    console.print(f"{found['team']} on {found['population']}: cap ε={found['cap']:g}, "
+                  f"ε={found['available']:g} available")  # fmt: skip

@@ -195,7 +195,7 @@ def main() -> int:
         organizer.release(str(job["id"]))
         job = contestant.job(str(job["id"]))
         query = run_query(contestant, organizer)
-        budget = next(b for b in contestant.budget() if b["dataset"] == "transport_cards")
+        budget = next(b for b in contestant.budget() if "transport_cards" in b["datasets"])
 
     table = Table(title=f"released: job {job['id']} on transport_cards ({job['state']})")
     for column in ("output", "value", "noise scale", "95% error", "ε"):
@@ -212,8 +212,9 @@ def main() -> int:
     show_query(query)
     print(f"epsilon spent by this job: {job['epsilon']:g}, by the query: {query['epsilon']:g}")
     print(
-        f"team budget on transport_cards: spent {budget['spent']:g} of {budget['cap']:g}, "
-        f"remaining {budget['remaining']:g}"
+        f"team budget on population {budget['population']}: spent {budget['spent']:g} of "
+        f"{budget['cap']:g}, remaining {budget['remaining']:g} (the population has "
+        f"{budget['population_remaining']:g} of {budget['population_cap']:g} left over all teams)"
     )
     print(f"demo took {time.monotonic() - started:.1f} s")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -117,11 +118,15 @@ def _data_root() -> Path:
 @app.task(name="unseen.inspect_dataset")
 def inspect_dataset(source_path: str, sample_path: str) -> dict[str, Any]:
     """The columns of a dataset file and of its public sample, before anything is written:
-    the API checks the organizer's declaration against them."""
+    the API checks the organizer's declaration against them. The source's SHA-256 tells the
+    API whether the same bytes (the same people) are registered already."""
     source, sample = _dataset_files(source_path, sample_path)
     columns, _rows = parquet_columns(source)
     sample_columns, sample_rows = parquet_columns(sample)
-    return {"columns": columns, "sample_columns": sample_columns, "sample_rows": sample_rows}
+    with source.open("rb") as file:
+        sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"columns": columns, "sample_columns": sample_columns, "sample_rows": sample_rows,
+            "sha256": sha256}  # fmt: skip
 
 
 @app.task(name="unseen.prepare_dataset", bind=True)

@@ -152,6 +152,9 @@ MATRIX = [
     Row("GET", "/v1/schedule", (401, 200, 200, 200, 403)),
     Row("PUT", "/v1/teams/{team}/budgets/{dataset}", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"epsilon": 50.0}}),
+    Row("GET", "/v1/populations", (401, 403, 403, 200, 403)),
+    Row("PUT", "/v1/populations/{population}", (401, 403, 403, 200, 403),
+        lambda w, _: {"json": {"epsilon": 100_000.0}}),
     Row("GET", "/v1/audit", (401, 403, 403, 200, 403)),
     Row("GET", "/v1/audit/verify", (401, 403, 403, 200, 403)),
     Row("POST", "/v1/nodes", (401, 403, 403, 201, 403),
@@ -213,7 +216,8 @@ def test_every_route_is_in_the_matrix(world: World) -> None:
 @pytest.mark.parametrize("row", MATRIX, ids=lambda row: f"{row.method} {row.path}")
 def test_each_role_gets_its_answer(world: World, row: Row) -> None:
     defaults = {"team": "team-own", "contest": "soda-test", "name": world.own_user,
-                "dataset": "cards_tiny", "number": "2"}  # fmt: skip
+                "dataset": "cards_tiny", "number": "2",
+                "population": "transport_cards"}  # fmt: skip
     shared = {"job_id": None, "licence_id": None, "token_id": None}
     answers = {}
     for role in ROLES:

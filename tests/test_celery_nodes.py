@@ -34,7 +34,7 @@ from tests.conftest import (
     redis_server,
     start_deployment,
 )
-from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS
+from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS, budget_on
 
 pytestmark = pytest.mark.docker
 PLAN = (
@@ -197,7 +197,7 @@ def test_redis_restarted_mid_job_finishes_the_job_and_charges_once(
     their answers. The reducer sends again what is missing once the broker is back; the job
     finishes with every block counted once and one budget charge."""
     deployed = fanned_out.deployed
-    before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_many"]
+    before = budget_on(deployed.contestant, "cards_many")
     job = deployed.contestant.query("cards_many", PLAN, 0.5)
     deadline = time.monotonic() + 60
     while deployed.organizer.job(job["id"])["progress"]["blocks_done"] == 0:
@@ -213,7 +213,7 @@ def test_redis_restarted_mid_job_finishes_the_job_and_charges_once(
         "blocks_total": MANY_BLOCKS,
         "fraction": 1.0,
     }
-    after = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_many"]
+    after = budget_on(deployed.contestant, "cards_many")
     assert len(deployed.organizer.audit(action="budget.charged", job=job["id"])) == 1
     assert after["spent"] == pytest.approx(before["spent"] + 0.5) and after["reserved"] == 0
 
@@ -228,7 +228,7 @@ def test_a_node_that_cannot_read_its_blocks_fails_the_job_naming_why(
     fanned_out.worker.stop()
     misplaced = NodeWorker(fanned_out.broker, fanned_out.label, tmp_path, tmp_path / "w.log")
     try:
-        before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+        before = budget_on(deployed.contestant, "cards_60")
         started = time.monotonic()
         job = deployed.contestant.query("cards_60", PLAN, 0.5)
         done = deployed.contestant.wait(job["id"], timeout=120)
@@ -236,7 +236,7 @@ def test_a_node_that_cannot_read_its_blocks_fails_the_job_naming_why(
         assert time.monotonic() - started < 10  # not the 15 s node wait
         detail = deployed.organizer.job(job["id"])["error_detail"]
         assert "NodeTaskFailed" in detail and "is not under this node's data" in detail
-        after = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+        after = budget_on(deployed.contestant, "cards_60")
         assert after["spent"] == before["spent"] and after["reserved"] == 0
     finally:
         misplaced.stop()
@@ -255,13 +255,13 @@ def test_a_node_without_a_worker_fails_the_job_and_returns_the_budget(
 
 def _no_worker_fails_the_job(fanned_out: Node) -> None:
     deployed = fanned_out.deployed
-    before = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+    before = budget_on(deployed.contestant, "cards_60")
     job = deployed.contestant.query("cards_60", PLAN, 0.5)
     done = deployed.contestant.wait(job["id"], timeout=120)
     assert done["state"] == "failed" and done["error_class"] == "infrastructure"
     detail = deployed.organizer.job(job["id"])["error_detail"]
     assert "NodeUnavailable" in detail and "is its worker running" in detail
-    after = {b["dataset"]: b for b in deployed.contestant.budget()}["cards_60"]
+    after = budget_on(deployed.contestant, "cards_60")
     assert after["spent"] == before["spent"] and after["reserved"] == 0
 
 

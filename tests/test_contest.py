@@ -121,7 +121,7 @@ def test_rounds_gate_samples_and_contests_hide_each_others_data(
     error = refused(early.submit, "later_cards", QUICK, OUTPUTS, 0.5)
     assert "round two of contest 'later-cup' opens" in error.message
     assert refused(d.organizer.create_team, "team-vague").code == "contest_needed"
-    assert [b["dataset"] for b in early.budget()] == ["later_cards"]
+    assert [b["datasets"] for b in early.budget()] == [["later_cards"]]
 
 
 def test_results_table_and_csv_show_released_outputs_with_noise_and_epsilon(

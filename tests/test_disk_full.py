@@ -71,7 +71,7 @@ def test_full_disk_is_refused_clearly_and_recovers(
         assert d.contestant.me()["name"] == "alice"  # still serving reads
 
         filler.unlink()
-        budget = next(b for b in d.contestant.budget() if b["dataset"] == "cards_tiny")
+        budget = next(b for b in d.contestant.budget() if "cards_tiny" in b["datasets"])
         assert budget["reserved"] == pytest.approx(0.0)
         d.organizer.register_dataset(**soda.registration("taxi_gps", 4))
         again = d.contestant.submit("cards_tiny", QUICK, OUTPUTS, 0.5)

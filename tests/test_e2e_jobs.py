@@ -48,7 +48,8 @@ ORGANIZER_ONLY = {"code", "pending_values", "report", "logs", "error_detail"}
 
 
 def budget_on(client: UnseenClient, dataset: str) -> dict[str, float]:
-    return next(b for b in client.budget() if b["dataset"] == dataset)
+    """The team's budget on the population ``dataset`` belongs to (shared with its twins)."""
+    return next(b for b in client.budget() if dataset in b["datasets"])
 
 
 def run_to_review(

@@ -1,8 +1,10 @@
 """Infrastructure failures: refused clearly at submission, or failed cleanly with the budget
-returned when no noise was drawn; concurrent submissions never overspend."""
+returned when no noise was drawn; concurrent submissions never overspend a population's
+contest-wide cap."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from client.api import UnseenClient, UnseenError
 from tests.conftest import Deployment, SodaData, start_deployment
+from tests.test_populations import COUNT, fresh_source, register
 
 pytestmark = pytest.mark.docker
 
@@ -21,7 +24,7 @@ OUTPUTS = [{"name": "n", "lo": 0, "hi": 100000}]
 
 
 def tiny_budget(client: UnseenClient) -> dict[str, float]:
-    return next(b for b in client.budget() if b["dataset"] == "cards_tiny")
+    return next(b for b in client.budget() if "cards_tiny" in b["datasets"])
 
 
 def test_missing_runner_image_is_refused_with_the_fix(
@@ -73,24 +76,46 @@ def test_image_vanishing_before_the_run_fails_the_job_and_returns_budget(
             engine.images.remove(doomed)
 
 
-def test_concurrent_submissions_never_overspend(deployment: Deployment) -> None:
-    """20 submissions of ε=1 at once against a cap of 5: exactly 5 are accepted."""
-    d = deployment
-    client = d.new_contestant("team-rush", "rush")
-    d.organizer.set_budget_cap("team-rush", "cards_tiny", 5.0)
+def rush_one_population(d: Deployment, soda: SodaData, directory: Path) -> None:
+    """200 submissions of ε=1 at once, queries and aggregate jobs, from two teams on two
+    datasets of one population (two different files, the same people) whose contest-wide cap is
+    5, each team's own cap 4: exactly 5 get in, and exactly ε=5 is spent once they ran."""
+    tag = secrets.token_hex(3)
+    people = f"rush_{tag}"
+    files = [fresh_source(soda, directory, rows) for rows in (1200, 1300)]
+    names = [f"{people}_a", f"{people}_b"]
+    for name, source in zip(names, files, strict=True):
+        register(d, soda, name, source, population=people, team_epsilon=4.0,
+                 population_epsilon=5.0)  # fmt: skip
+    clients = [d.new_contestant(f"team-rush-{tag}-{side}", f"r{side}{tag}") for side in "ab"]
 
-    def attempt(_: int) -> str:
+    def attempt(index: int) -> tuple[int, str]:
+        client, dataset = clients[index % 2], names[(index // 2) % 2]
         try:
-            return client.submit("cards_tiny", QUICK, OUTPUTS, 1.0)["id"]
+            if index % 4 < 2:
+                return index % 2, client.query(dataset, COUNT, 1.0)["id"]
+            return index % 2, client.submit(dataset, QUICK, OUTPUTS, 1.0)["id"]
         except UnseenError as exc:
             assert exc.code == "budget_exceeded", exc
-            return ""
+            return index % 2, ""
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        accepted = [job for job in pool.map(attempt, range(20)) if job]
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        accepted = [(side, job) for side, job in pool.map(attempt, range(200)) if job]
     assert len(accepted) == 5
-    budget = tiny_budget(client)
-    assert budget["spent"] + budget["reserved"] == pytest.approx(5.0)
-    for job in accepted:
-        client.wait(job, timeout=300)
-    assert tiny_budget(client)["spent"] == pytest.approx(5.0)
+    (row,) = [p for p in d.organizer.populations() if p["name"] == people]
+    assert row["spent"] + row["reserved"] == pytest.approx(5.0)
+    assert sorted(row["datasets"]) == names
+    for side, job in accepted:
+        assert clients[side].wait(job, timeout=300)["state"] == "awaiting_review"
+    (row,) = [p for p in d.organizer.populations() if p["name"] == people]
+    assert (row["spent"], row["reserved"]) == (pytest.approx(5.0), pytest.approx(0.0))
+    spent = [next(b for b in c.budget() if b["population"] == people)["spent"] for c in clients]
+    assert sum(spent) == pytest.approx(5.0) and max(spent) <= 4.0
+
+
+def test_concurrent_submissions_never_overspend(
+    deployment: Deployment, soda: SodaData, tmp_path: Path
+) -> None:
+    """The contest-wide cap holds under 200 concurrent submissions from two teams on two
+    datasets of one population (SQLite; test_postgres.py runs it on PostgreSQL)."""
+    rush_one_population(deployment, soda, tmp_path)

@@ -128,3 +128,107 @@ def test_entries_written_before_the_chain_existed_are_chained_in_order(url: str)
         assert report.ok and report.entries == 4, report
     finally:
         database.dispose()
+
+
+def _at_0004_with_budgets(url: str) -> None:
+    """A contest with two teams and one dataset at revision 0004: team t1 has ε=5 of 8 left
+    (spent 7, 0.5 reserved by a running job), t2's cap was lowered below what it spent."""
+    from sqlalchemy import text
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as connection:
+            for statement in (
+                "INSERT INTO contests (id, name, description, created_at) "
+                "VALUES ('c1', 'cup', '', CURRENT_TIMESTAMP)",
+                "INSERT INTO teams (id, name, created_at, contest_id) VALUES "
+                "('t1', 'alpha', CURRENT_TIMESTAMP, 'c1'), ('t2', 'beta', CURRENT_TIMESTAMP, 'c1')",
+                "INSERT INTO users (id, name, role, team_id, created_at, identity_verified) "
+                "VALUES ('u1', 'al', 'contestant', 't1', CURRENT_TIMESTAMP, false)",
+                "INSERT INTO datasets (id, name, description, unit_column, columns, bounds, "
+                "key_sets, blocks, rows, units, directory, sample_path, sample_rows, "
+                "team_cap_units, team_delta_cap_units, node, created_at, contest_id) VALUES "
+                "('d1', 'cards', '', 'card_id', '{}', '{}', '{}', 2, 10, 5, '/x', '/y', 3, "
+                "10000000, 1000000000, 'local', CURRENT_TIMESTAMP, 'c1')",
+                "INSERT INTO budgets (team_id, dataset_id, cap_units, spent_units, "
+                "reserved_units, delta_cap_units, delta_spent_units, delta_reserved_units) "
+                "VALUES ('t1', 'd1', 80000000, 70000000, 500000, 0, 0, 0), "
+                "('t2', 'd1', 10000000, 12000000, 0, 0, 0, 0)",
+                # A job pointing at the dataset: SQLite rebuilds the table under it.
+                "INSERT INTO jobs (id, team_id, user_id, dataset_id, mode, target, state, code, "
+                "outputs, combine, epsilon, charge_units, delta, delta_units, blocks_done, "
+                "blocks_total, noise_drawn, created_at, updated_at) VALUES ('j1', 't1', 'u1', "
+                "'d1', 'aggregate', 'full', 'running', '', '[]', 'mean', 0.5, 500000, 0, 0, 0, "
+                "2, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            ):
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def test_0005_carries_each_dataset_over_as_its_own_population(url: str) -> None:
+    """Budgets per dataset become budgets per population, spent and reserved as they were;
+    the contest-wide cap is at least what today's teams could spend together, and both
+    ledgers then hold: t1 has ε=0.5 left, t2 (over its lowered cap) none."""
+    from sqlalchemy import select
+
+    from api import crud
+    from api.errors import ApiError
+    from api.models import Budget, Dataset, Job, Population, Team
+
+    _at_0004_with_budgets(url)
+    database = Database(url)  # upgrades to head
+    try:
+        with database.read() as session:
+            (population,) = session.scalars(select(Population)).all()
+            dataset = session.scalars(select(Dataset)).one()
+            ledgers = {b.team_id: b for b in session.scalars(select(Budget))}
+        assert population.name == "cards" and dataset.population_id == population.id
+        assert dataset.content_sha256 is None
+        assert (population.spent_units, population.reserved_units) == (82_000_000, 500_000)
+        assert population.cap_units == 100_000_000  # max(8 + 12, the default 100)
+        assert population.team_cap_units == 10_000_000
+        assert {t: (b.cap_units, b.spent_units, b.reserved_units) for t, b in ledgers.items()} == {
+            "t1": (80_000_000, 70_000_000, 500_000), "t2": (10_000_000, 12_000_000, 0)
+        }  # fmt: skip
+        with database.transaction() as session:
+            alpha, beta = session.get_one(Team, "t1"), session.get_one(Team, "t2")
+            cards = session.get_one(Dataset, "d1")
+            crud.reserve_budget(session, alpha, cards, 9_500_000)
+            with pytest.raises(ApiError, match="team 'beta'"):
+                crud.reserve_budget(session, beta, cards, 1_000_000)
+        with database.transaction() as session:
+            crud.return_budget(session, session.get_one(Job, "j1"))  # the job's 0.5 moves back
+        with database.read() as session:
+            pool = session.scalars(select(Population)).one()
+            alpha_ledger = session.scalars(select(Budget).where(Budget.team_id == "t1")).one()
+        assert (pool.reserved_units, alpha_ledger.reserved_units) == (9_500_000, 9_500_000)
+    finally:
+        database.dispose()
+
+
+def test_0005_downgrades_to_ledgers_per_dataset(url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from api.migrate import alembic_config
+
+    _at_0004_with_budgets(url)
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT team_id, dataset_id, cap_units, spent_units FROM budgets ORDER BY team_id"
+            )).all()  # fmt: skip
+            caps = connection.execute(text("SELECT team_cap_units FROM datasets")).all()
+        assert [tuple(r) for r in rows] == [("t1", "d1", 80_000_000, 70_000_000),
+                                            ("t2", "d1", 10_000_000, 12_000_000)]  # fmt: skip
+        assert [tuple(c) for c in caps] == [(10_000_000,)]
+    finally:
+        engine.dispose()

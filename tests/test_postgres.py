@@ -5,6 +5,7 @@ as on SQLite, on the database a growing contest uses."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from tests.conftest import Deployment, SodaData, postgres_database, start_deployment
 from tests.test_e2e_jobs import budget_on
 from tests.test_e2e_queries import PLAN, rush_one_budget
+from tests.test_failures import rush_one_population
+from tests.test_populations import caps_hold, twin_attack
 
 pytestmark = pytest.mark.docker
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
@@ -54,3 +57,22 @@ def test_both_modes_run_and_release_on_postgres(on_postgres: Deployment, databas
 def test_concurrent_submissions_never_overspend_on_postgres(on_postgres: Deployment) -> None:
     """20 submissions of ε=1 (both modes) at once against a cap of 5: exactly 5 get in."""
     rush_one_budget(on_postgres, "team-pg-rush", "pete")
+
+
+def test_200_submissions_never_overspend_a_population_on_postgres(
+    on_postgres: Deployment, soda: SodaData, tmp_path: Path
+) -> None:
+    """Two teams, two datasets of one population, its contest-wide cap of 5: exactly 5 in."""
+    rush_one_population(on_postgres, soda, tmp_path)
+
+
+def test_the_same_file_twice_shares_one_budget_on_postgres(
+    on_postgres: Deployment, soda: SodaData, tmp_path: Path
+) -> None:
+    twin_attack(on_postgres, soda, tmp_path)
+
+
+def test_caps_never_go_below_spent_nor_past_the_population_on_postgres(
+    on_postgres: Deployment, soda: SodaData, tmp_path: Path
+) -> None:
+    caps_hold(on_postgres, soda, tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from api.auth import CurrentUser, Organizer
 from api.context import Context
 from api.errors import ApiError
 from api.models import Dataset
+from api.populations import Caps, place
 from api.schemas import AnyDatasetOut, DatasetOrganizerOut, NewDataset
 from api.views import dataset_organizer_view, dataset_view
-from privacy.budget import cap_units, delta_cap_units
 from runner.blocks import (
     BlockLayout,
     PartitionError,
@@ -75,6 +76,7 @@ class _Prepared:
     layout: BlockLayout
     columns: dict[str, str]
     sample_rows: int
+    sha256: str  # of the source file's bytes: the same bytes are the same people
 
 
 def _check_sample(columns: dict[str, str], sample_columns: dict[str, str]) -> None:
@@ -103,9 +105,11 @@ def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
         raise ApiError(422, "bad_parquet", str(exc)) from exc
     _check_sample(columns, sample_columns)
     _check_declaration(body, columns)
+    with source.open("rb") as file:
+        sha256 = hashlib.file_digest(file, "sha256").hexdigest()
     layout = partition_dataset(source, directory / "blocks", body.unit_column, blocks)
     shutil.copyfile(sample, directory / "sample.parquet")
-    return _Prepared(layout, columns, sample_rows)
+    return _Prepared(layout, columns, sample_rows, sha256)
 
 
 def _prepare_on_node(
@@ -122,8 +126,11 @@ def _prepare_on_node(
         )
     try:
         seen = nodes.call(node, "unseen.inspect_dataset", body.source_path, body.sample_path)
-        if not isinstance(seen, dict) or set(seen) != {"columns", "sample_columns", "sample_rows"}:
+        described = {"columns", "sample_columns", "sample_rows", "sha256"}
+        if not isinstance(seen, dict) or set(seen) != described:
             raise ApiError(502, "node_answer", f"node {node!r} described the files oddly")
+        if not (isinstance(seen["sha256"], str) and len(seen["sha256"]) == 64):
+            raise ApiError(502, "node_answer", f"node {node!r} sent no usable content hash")
         _check_sample(seen["columns"], seen["sample_columns"])
         _check_declaration(body, seen["columns"])
         made = nodes.call(
@@ -137,7 +144,7 @@ def _prepare_on_node(
     layout = _node_layout(made, blocks, node)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sample.parquet").write_bytes(base64.b64decode(made["sample"], validate=True))
-    return _Prepared(layout, dict(seen["columns"]), int(seen["sample_rows"]))
+    return _Prepared(layout, dict(seen["columns"]), int(seen["sample_rows"]), seen["sha256"])
 
 
 def _node_layout(made: object, blocks: int, node: str) -> BlockLayout:
@@ -156,7 +163,9 @@ def _node_layout(made: object, blocks: int, node: str) -> BlockLayout:
 @router.post("", status_code=201)
 def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
     """Partition the full data into keyed-hash blocks, here or on the data node holding it,
-    and publish the organizer's sample."""
+    and publish the organizer's sample. The dataset joins a population (``population``): the
+    one of a dataset of the contest with the same source bytes, else the one named, else a
+    new one named after it; budgets are kept per team and population."""
     with ctx.db.read() as session:
         contest = crud.resolve_contest(session, body.contest)
         if session.scalar(select(Dataset.id).where(Dataset.name == body.name)):
@@ -185,12 +194,14 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
             directory=str(prepared.layout.directory),
             sample_path=str(directory / "sample.parquet"),
             sample_rows=prepared.sample_rows,
-            team_cap_units=cap_units(body.team_epsilon),
-            team_delta_cap_units=delta_cap_units(body.team_delta),
             node=node,
             contest_id=contest.id,
+            content_sha256=prepared.sha256,
         )
+        caps = Caps(body.team_epsilon, body.team_delta, body.population_epsilon,
+                    body.population_delta)  # fmt: skip
         with ctx.db.transaction() as session:
+            place(session, dataset, contest, body.population, caps)
             crud.add_dataset(session, dataset, actor)
     except PartitionError as exc:
         shutil.rmtree(directory, ignore_errors=True)

@@ -229,8 +229,9 @@ def admit_team(
 @router.get("/budgets")
 def budgets_page(request: Request) -> Response:
     user = _organizer(request)
-    rows = budget.budgets(request.app.state.context, user)
-    return _page(request, "budgets.html", user, budgets=rows)
+    ctx = request.app.state.context
+    rows = budget.budgets(ctx, user)
+    return _page(request, "budgets.html", user, budgets=rows, populations=budget.populations(ctx))
 
 
 @router.get("/results")

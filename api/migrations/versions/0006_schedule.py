@@ -1,7 +1,7 @@
 """schedule: each full-data job's public block time and length, and when a worker took it
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 02:30:00.000000
 
 Jobs from before keep a zero schedule: their contestant view shows their true state, as it
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
