@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from fastapi import FastAPI
 
-from api import crud
+from api import job_lifecycle
 from api.body_limit import BodySizeLimit
 from api.context import AppContext
 from api.db import Database
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 query_source=links.partials, block_source=links.blocks,
             )  # fmt: skip
             with db.transaction() as session:
-                pending = crud.recover_interrupted(session)
+                pending = job_lifecycle.recover_interrupted(session)
             worker.start(pending)
         app.state.context = AppContext(
             settings, db, worker, sandbox.image_problem, sandbox, sandbox.image, links.nodes

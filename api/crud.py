@@ -36,7 +36,7 @@ from privacy.budget import (
     to_epsilon,
 )
 from privacy.query import DatasetPolicy
-from runner.tasks import ErrorClass, JobState
+from runner.lifecycle import JobState
 
 
 def audit(session: Session, actor: User | None, action: str, **detail: object) -> None:
@@ -439,51 +439,3 @@ def commit_budget(session: Session, job: Job) -> None:
 def return_budget(session: Session, job: Job) -> None:
     """Drop the reservation of a job that drew no noise, on both ledgers."""
     _settle(session, job, spent=False)
-
-
-def transition(session: Session, job_id: str, source: set[JobState], **values: object) -> bool:
-    """Compare-and-set on the job's state: True if this caller won the transition."""
-    moved = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state.in_([state.value for state in source]))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return moved.rowcount == 1
-
-
-def fail_job(session: Session, job: Job, error: ErrorClass, detail: str, charged: bool) -> bool:
-    """running|queued → failed; the reservation is spent if ``charged`` (the job's code or
-    plan touched the full data, or noise was drawn), else returned."""
-    moved = transition(
-        session,
-        job.id,
-        {JobState.QUEUED, JobState.RUNNING},
-        state=JobState.FAILED.value,
-        error_class=error.value,
-        error_detail=detail[-4000:],
-    )
-    if moved:
-        (commit_budget if charged else return_budget)(session, job)
-        audit(
-            session,
-            None,
-            "budget.charged" if charged else "budget.returned",
-            job=job.id,
-            epsilon=to_epsilon(job.charge_units),
-            delta=to_delta(job.delta_units),
-        )
-        audit(session, None, "job.failed", job=job.id, error=error.value)
-    return moved
-
-
-def recover_interrupted(session: Session) -> list[str]:
-    """At start-up: fail jobs a previous process left running and return the ids of queued
-    jobs to run again. An interrupted job is charged: its blocks may have run on the full data,
-    and whether one had when the server died depends on how long they took."""
-    for job in session.scalars(select(Job).where(Job.state == JobState.RUNNING.value)):
-        fail_job(
-            session, job, ErrorClass.INTERRUPTED, "the server stopped while this job ran", True
-        )
-    queued = select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(Job.created_at)
-    return list(session.scalars(queued))

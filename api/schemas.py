@@ -165,7 +165,8 @@ class NewJob(Strict):
         None,
         description="Every block's public time T (target=full): a block still running after "
         "T gets its declared defaults, and the job's length is fixed from T, the blocks and "
-        "the node's slots. Default: the node's (GET /v1/schedule shows its limits).",
+        "the node's slots. Default: 3 times this code's last run on the sample (on a half-second "
+        "grid), else the node's default (GET /v1/schedule shows its limits).",
     )
     mode: Literal["aggregate"] = "aggregate"
     target: Literal["full", "sample"] = Field(
@@ -297,6 +298,18 @@ class JobOut(BaseModel):
     updated_at: datetime
 
 
+class ApprovalOut(BaseModel):
+    by: str
+    at: datetime
+
+
+class ReviewOut(BaseModel):
+    """Who approved the release so far, and how many approvals the contest needs."""
+
+    approvals: list[ApprovalOut] = Field(default_factory=list)
+    needed: int = 1
+
+
 class JobOrganizerOut(JobOut):
     """Adds what depends on the full data or on internals: organizers only."""
 
@@ -305,6 +318,7 @@ class JobOrganizerOut(JobOut):
     report: dict[str, object] | None
     logs: str | None
     error_detail: str | None
+    review: ReviewOut | None = None
 
 
 #: Routes read by both roles answer with one of these; the view decides which, so a
@@ -398,6 +412,18 @@ class ContestOut(BaseModel):
     rounds: list[RoundOut]
     datasets: list[str]
     teams: list[str]
+    approvals_required: int | None = Field(
+        None, description="Set by the organizers (1 or 2); null: the default."
+    )
+    approvals_needed: int = Field(
+        1, description="Independent organizer approvals each release needs now."
+    )
+
+
+class ReviewRule(Strict):
+    approvals: Literal[1, 2] | None = Field(
+        description="Approvals each release needs; null: 2 once there are two organizers."
+    )
 
 
 class Admission(Strict):

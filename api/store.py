@@ -21,16 +21,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from api import crud
+from api import job_lifecycle as lifecycle
 from api.db import Database
 from api.models import Dataset, Job, as_utc, utcnow
-from privacy.budget import to_delta, to_epsilon
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
 from runner.blocks import BlockLayout
+from runner.lifecycle import ErrorClass, JobState, Move
 from runner.pipeline import AggregateResult
 from runner.query import QueryResult
 from runner.sample import write_code
-from runner.tasks import ClaimedJob, ClaimedQuery, ErrorClass, JobState, StoreUnavailable
+from runner.tasks import ClaimedJob, ClaimedQuery, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,23 +84,17 @@ class SqlJobStore:
 
     def _claim(self, job_id: str) -> ClaimedJob | ClaimedQuery | None:
         with self._db.transaction() as session:
-            if not crud.transition(
-                session,
-                job_id,
-                {JobState.QUEUED},
-                state=JobState.RUNNING.value,
-                started_at=utcnow(),
-            ):
-                return None
             job = session.get(Job, job_id)
+            if job is None or not lifecycle.perform(session, job, Move.CLAIM, started_at=utcnow()):
+                return None
+            session.refresh(job)
             dataset = session.get(Dataset, job.dataset_id)
-            assert job is not None and dataset is not None
+            assert dataset is not None
             # From the catalog, not the node's files: the blocks may be on another node.
             layout = BlockLayout(
                 Path(dataset.directory), dataset.blocks, dataset.rows, dataset.units
             )
             job.blocks_total = layout.blocks
-            crud.audit(session, None, "job.started", job=job_id)
             policy = crud.dataset_policy(dataset)
         if job.mode == "query":
             assert job.plan is not None
@@ -125,9 +120,7 @@ class SqlJobStore:
     def progress(self, job_id: str, done: int, total: int) -> None:
         try:
             with self._db.transaction() as session:
-                crud.transition(
-                    session, job_id, {JobState.RUNNING}, blocks_done=done, blocks_total=total
-                )
+                lifecycle.update_running(session, job_id, blocks_done=done, blocks_total=total)
         except DBAPIError as exc:
             if not database_away(exc):
                 raise
@@ -159,29 +152,19 @@ class SqlJobStore:
             run = (utcnow() - as_utc(job.started_at)).total_seconds()
             report = {**report, "run_seconds": round(run, 3),
                       "schedule_seconds": job.schedule_seconds}  # fmt: skip
-        moved = crud.transition(
-            session,
-            job.id,
-            {JobState.RUNNING},
-            state=JobState.AWAITING_REVIEW.value,
-            result=released,
-            noise_drawn=True,
-            report=report,
+        moved = lifecycle.perform(
+            session, job, Move.COMPLETE, result=released, noise_drawn=True, report=report,
             logs=logs,
-        )
+        )  # fmt: skip
         if not moved:
             raise RuntimeError(f"job {job.id} left the running state before its release")
-        crud.commit_budget(session, job)
-        charged = {"epsilon": to_epsilon(job.charge_units), "delta": to_delta(job.delta_units)}
-        crud.audit(session, None, "budget.charged", job=job.id, **charged)
-        crud.audit(session, None, "job.awaiting_review", job=job.id)
 
     def fail(self, job_id: str, error: ErrorClass, detail: str, charged: bool) -> None:
         def attempt(_retrying: bool) -> None:
             with self._db.transaction() as session:
                 job = session.get(Job, job_id)
                 if job is not None:
-                    crud.fail_job(session, job, error, detail, charged)
+                    lifecycle.fail(session, job, error, detail, charged)
 
         self._until_back(f"job {job_id}'s failure", attempt)
 

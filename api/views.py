@@ -20,12 +20,13 @@ from api.schemas import (
     PopulationOut,
     Progress,
     ReleasedOut,
+    ReviewOut,
     SampleRunOut,
     ScheduleOut,
 )
 from privacy.budget import remaining_units, to_delta, to_epsilon
+from runner.lifecycle import JobState
 from runner.schedule import timeline
-from runner.tasks import JobState
 
 
 def model_response(content: BaseModel | list[BaseModel]) -> Response:
@@ -113,7 +114,9 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
     }
 
 
-def job_organizer_view(job: Job, dataset: str, team: str) -> JobOrganizerOut:
+def job_organizer_view(
+    job: Job, dataset: str, team: str, review: ReviewOut | None = None
+) -> JobOrganizerOut:
     return JobOrganizerOut(
         **_job_fields(job, dataset, team),
         code=job.code,
@@ -121,6 +124,7 @@ def job_organizer_view(job: Job, dataset: str, team: str) -> JobOrganizerOut:
         report=job.report,
         logs=job.logs,
         error_detail=job.error_detail,
+        review=review,
     )
 
 
@@ -130,10 +134,12 @@ def contestant_job_fields(
     """The job as its team sees it: on a full-data job, state, times, progress, error class
     and decision follow the public schedule (``runner.schedule.timeline``), not the run."""
     fields = _job_fields(job, dataset, team)
+    if job.state == JobState.PARTIALLY_REVIEWED.value:  # how far review got is the organizers'
+        fields["state"] = JobState.AWAITING_REVIEW.value
     if not job.schedule_seconds:  # a sample run (public data), or a job from before schedules
         return fields
     seen = timeline(
-        job.state,
+        str(fields["state"]),
         as_utc(job.created_at),
         None if job.started_at is None else as_utc(job.started_at),
         as_utc(job.updated_at),
@@ -154,11 +160,13 @@ def contestant_job_fields(
     return fields
 
 
-def job_view(job: Job, dataset: str, team: str, organizer: bool) -> JobOut:
+def job_view(
+    job: Job, dataset: str, team: str, organizer: bool, review: ReviewOut | None = None
+) -> JobOut:
     """A contestant's view carries no organizer-only field and follows the job's public
     schedule; an organizer's carries every field as it truly is."""
     if organizer:
-        return job_organizer_view(job, dataset, team)
+        return job_organizer_view(job, dataset, team, review)
     return JobOut(**contestant_job_fields(job, dataset, team))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 TERMINAL = frozenset({"released", "rejected", "failed"})
-RESTING = TERMINAL | {"awaiting_review"}
+RESTING = TERMINAL | {"awaiting_review", "partially_reviewed"}
 
 
 class UnseenError(Exception):
@@ -288,7 +288,13 @@ class UnseenClient:
         return self._request("GET", "/v1/review")
 
     def release(self, job_id: str) -> dict[str, Any]:
+        """Approve the release; the answer's state is ``released`` once enough organizers
+        have (its ``review`` says who and how many are needed)."""
         return self._request("POST", f"/v1/jobs/{job_id}/release")
+
+    def set_review_rule(self, contest: str, approvals: int | None) -> dict[str, Any]:
+        return self._request("PUT", f"/v1/contests/{contest}/review",
+                             json={"approvals": approvals})  # fmt: skip
 
     def reject(self, job_id: str, reason: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/reject", json={"reason": reason})

@@ -225,7 +225,9 @@ def show(
     if job.get("logs"):
         console.out("logs (from the full data, organizers only):\n"
                     + verbatim(str(job["logs"])[-4000:]), highlight=False)  # fmt: skip
-    if job.get("state") == "awaiting_review":
+    if job.get("review"):
+        console.out(_review_line(job), highlight=False)
+    if job.get("state") in ("awaiting_review", "partially_reviewed"):
         console.out(REVIEW_RULE, highlight=False)
 
 
@@ -253,13 +255,50 @@ def release(
     url: Url = None,
     token: Token = None,
 ) -> None:
-    """Release a job's noised values to its team.
+    """Approve a job's release; it is released to its team once the contest's approvals (1 or
+    2, from different organizers, none of the job's team) are in.
 
     Example: unseen review release 3f2a...
     """
     with connected(url, token) as client:
-        client.release(job_id)
-    console.print(f"job {job_id} released")
+        job = client.release(job_id)
+    if job["state"] == "released":
+        console.print(f"job {job_id} released: the team sees the values now")
+        return
+    console.print(f"job {job_id}: {_review_line(job)}")
+
+
+def _review_line(job: dict[str, Any]) -> str:
+    review = job.get("review") or {}
+    approvals = review.get("approvals", [])
+    by = ", ".join(f"{a['by']} at {str(a['at'])[:16]}" for a in approvals) or "nobody yet"
+    line = f"approved by {len(approvals)} of {review.get('needed', 1)} needed ({by})"
+    left = review.get("needed", 1) - len(approvals)
+    if job["state"] in ("awaiting_review", "partially_reviewed") and left > 0:
+        line += f"; still needed: {left} from another organizer"
+    return line
+
+
+@review_app.command("rule")
+def review_rule(
+    contest: Annotated[str, typer.Argument(help="The contest.")],
+    approvals: Annotated[
+        int | None,
+        typer.Option(
+            help="Approvals each release needs (1 or 2); omit for the default: "
+            "2 once there are two organizers."
+        ),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Set how many independent organizers approve each release of a contest.
+
+    Example: unseen review rule soda-2027 --approvals 2
+    """
+    with connected(url, token) as client:
+        found = client.set_review_rule(contest, approvals)
+    console.print(f"contest {contest}: each release needs {found['approvals_needed']} approval(s)")
 
 
 @review_app.command("reject")

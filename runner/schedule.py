@@ -50,6 +50,19 @@ class ScheduleRules:
         return float(asked)
 
 
+#: A default T from a run on the sample: this many times its time, on a half-second grid.
+SAMPLE_MARGIN = 3.0
+SAMPLE_GRID_SECONDS = 0.5
+
+
+def block_seconds_from_sample(rules: ScheduleRules, sample_seconds: float) -> float:
+    """The default T for code already run on the public sample: a margin over that run's
+    time (which includes the sandbox's start, and a sample is usually larger than a block),
+    rounded up to the grid, within the node's limits. Public: the sample is."""
+    wanted = math.ceil(SAMPLE_MARGIN * sample_seconds / SAMPLE_GRID_SECONDS) * SAMPLE_GRID_SECONDS
+    return min(rules.max_block_seconds, max(rules.min_block_seconds, wanted))
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Public at submission: each block's time and the job's length from its start."""

@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from privacy.outputs import Combine, OutputSpec
 from privacy.query import DatasetPolicy, QueryPlan
 from runner.blocks import BlockLayout
+from runner.lifecycle import ErrorClass, JobState
 from runner.pipeline import (
     AggregateJob,
     AggregateResult,
@@ -33,26 +33,6 @@ from runner.pipeline import (
 from runner.query import PartialsSource, QueryJob, QueryResult, local_partials, run_query
 
 log = logging.getLogger(__name__)
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    AWAITING_REVIEW = "awaiting_review"
-    RELEASED = "released"
-    REJECTED = "rejected"
-    FAILED = "failed"
-
-
-TERMINAL_STATES = frozenset({JobState.RELEASED, JobState.REJECTED, JobState.FAILED})
-
-
-class ErrorClass(StrEnum):
-    """The coarse failure classes a contestant may see for a full-data job."""
-
-    INFRASTRUCTURE = "infrastructure"  # sandbox or storage trouble, budget returned
-    INTERRUPTED = "interrupted"  # server restarted mid-run, budget returned
-    INTERNAL = "internal"  # a bug on our side
 
 
 @dataclass(frozen=True)

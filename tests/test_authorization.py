@@ -111,6 +111,8 @@ MATRIX = [
     Row("PUT", "/v1/contests/{contest}/rounds/{number}", (401, 403, 403, 200, 403),
         lambda w, _: {"path": {"number": "2"},
                       "json": {"opens_at": _later(-1), "closes_at": _later(30)}}),
+    Row("PUT", "/v1/contests/{contest}/review", (401, 403, 403, 200, 403),
+        lambda w, _: {"json": {"approvals": None}}),
     Row("PUT", "/v1/teams/{team}/admission", (401, 403, 403, 200, 403),
         lambda w, _: {"json": {"admitted": True}}),
     Row("PUT", "/v1/users/{name}/identity", (401, 403, 403, 200, 403),

@@ -10,6 +10,7 @@ from runner.schedule import (
     ScheduleError,
     ScheduleRules,
     aggregate_schedule,
+    block_seconds_from_sample,
     query_schedule,
     timeline,
 )
@@ -93,3 +94,13 @@ def test_queued_shows_its_submission_time_and_an_overrun_stays_running() -> None
     assert (overrun.state, overrun.fraction, overrun.revealed) == ("running", 1.0, False)
     # failed before a worker took it (its files could not be written): nothing ran
     assert timeline("failed", T0, None, at(1), 20, at(2)).state == "failed"
+
+
+@pytest.mark.parametrize(
+    ("sample_seconds", "block_seconds"),
+    [(0.01, 0.5), (0.2, 1.0), (0.34, 1.5), (1.0, 3.0), (5.0, 15.0), (30.0, 60.0)],
+)
+def test_the_default_from_a_sample_run_is_a_margin_on_a_grid(
+    sample_seconds: float, block_seconds: float
+) -> None:
+    assert block_seconds_from_sample(RULES, sample_seconds) == block_seconds

@@ -9,6 +9,7 @@ still sees the true run. Jitter stated: 250 ms (the worker's hand-off and the 50
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -205,5 +206,12 @@ def test_a_block_time_outside_the_node_limits_is_refused_before_any_budget(
         assert all(b["reserved"] == 0 and b["spent"] == 0 for b in d.contestant.budget())
         rules = d.contestant.schedule_rules()
         assert rules["max_block_seconds"] == 8 and rules["slots"] >= 1
+        # without block_seconds: the node's default, or 3x this code's time on the sample
+        default = d.contestant.submit("cards_tiny", code, OUTPUTS, 0.1)
+        assert default["schedule"]["block_seconds"] == rules["default_block_seconds"]
+        timed = d.contestant.run_on_sample("cards_tiny", code, OUTPUTS)["sample_run"]["seconds"]
+        derived = d.contestant.submit("cards_tiny", code, OUTPUTS, 0.1)
+        expected = min(8.0, max(0.1, math.ceil(3 * timed / 0.5) * 0.5))
+        assert derived["schedule"]["block_seconds"] == expected
     finally:
         d.server.stop()

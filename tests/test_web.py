@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from client.api import UnseenClient
 from client.plans import Query
 from tests.conftest import (
     LICENCE_PDF,
@@ -51,10 +52,10 @@ def site(deployment: Deployment) -> Deployment:
     return deployment
 
 
-def logged_in(browser: Browser, d: Deployment) -> Page:
+def logged_in(browser: Browser, d: Deployment, name: str = "olga") -> Page:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{d.server.url}/ui/login")
-    page.get_by_label("Name").fill("olga")
+    page.get_by_label("Name").fill(name)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
@@ -210,3 +211,44 @@ def test_the_pages_work_the_same_on_postgresql(
             assert d.organizer.job(job)["state"] == "released"
         finally:
             d.server.stop()
+
+
+def test_two_reviewers_release_one_output(
+    browser: Browser, runner_image: str, soda: SodaData, tmp_path: Path
+) -> None:
+    """Its own server: a second organizer makes two approvals the default for every release."""
+    d = start_deployment(tmp_path / "state", soda, {})
+    try:
+        d.organizer.set_password(PASSWORD)
+        bootstrap = UnseenClient(d.server.url, d.server.bootstrap_token)
+        bootstrap.create_organizer("omar", password=PASSWORD)
+        job = awaiting_review(d, "team-web-two", "tess")
+
+        first = logged_in(browser, d)
+        expect(first.locator("#pending")).to_contain_text("0 of 2")
+        first.goto(f"{d.server.url}/ui/jobs/{job}")
+        expect(first.locator("#approvals")).to_contain_text("0 of 2 needed")
+        expect(first.locator("#release")).to_have_text("Approve the release")
+        first.locator("#release").click()
+        expect(first.get_by_role("status")).to_contain_text("1 more approval(s)")
+        expect(first.locator("#job-state")).to_have_text("partially_reviewed")
+        expect(first.locator("#approvals")).to_contain_text("1 of 2 needed (olga at")
+        expect(first.locator("#approvals")).to_contain_text("one approval from another organizer")
+        first.screenshot(path=SHOTS / "job-one-of-two.png", full_page=True)
+        first.locator("#release").click()  # the same person again
+        expect(first.get_by_role("alert")).to_contain_text("already approved")
+        first.close()
+
+        second = logged_in(browser, d, "omar")
+        expect(second.locator("#pending")).to_contain_text("1 of 2 (olga)")
+        second.goto(f"{d.server.url}/ui/jobs/{job}")
+        expect(second.locator("#release")).to_have_text("Release to the team")
+        second.locator("#release").click()
+        expect(second.get_by_role("status")).to_contain_text("released")
+        expect(second.locator("#job-state")).to_have_text("released")
+        expect(second.locator("#approvals")).to_contain_text("2 of 2 needed (olga at")
+        second.screenshot(path=SHOTS / "job-two-of-two.png", full_page=True)
+        second.close()
+        assert [e["actor"] for e in d.organizer.audit(job=job, action="job.released")] == ["omar"]
+    finally:
+        d.server.stop()

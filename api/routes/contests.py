@@ -19,6 +19,7 @@ from api.contest import RoundDates, full_data_problems
 from api.context import Context
 from api.errors import ApiError, not_found
 from api.models import Contest, Dataset, Job, Licence, Round, Team, User, as_utc
+from api.review import approvals_needed
 from api.schemas import (
     Admission,
     ContestOut,
@@ -26,12 +27,13 @@ from api.schemas import (
     MemberOut,
     NewContest,
     ResultRow,
+    ReviewRule,
     RoundIn,
     RoundOut,
     TeamStatusOut,
 )
 from api.views import licence_view
-from runner.tasks import JobState
+from runner.lifecycle import JobState
 
 router = APIRouter(prefix="/v1", tags=["contests"])
 
@@ -50,6 +52,8 @@ def _contest_view(session: Session, contest: Contest) -> ContestOut:
             session.scalars(select(Dataset.name).where(Dataset.contest_id == contest.id))
         ),
         teams=list(session.scalars(select(Team.name).where(Team.contest_id == contest.id))),
+        approvals_required=contest.approvals_required,
+        approvals_needed=approvals_needed(session, contest.id),
     )
 
 
@@ -104,6 +108,19 @@ def set_round(
         session.flush()
         crud.audit(session, actor, "round.set", contest=found.name, round=number,
                    opens_at=opens.isoformat(), closes_at=closes.isoformat())  # fmt: skip
+        return _contest_view(session, found)
+
+
+@router.put("/contests/{contest}/review")
+def set_review(contest: str, body: ReviewRule, ctx: Context, actor: Organizer) -> ContestOut:
+    """How many independent organizers must approve each release of this contest (1 or 2);
+    null goes back to the default (2 once there are two organizers)."""
+    with ctx.db.transaction() as session:
+        found = crud.resolve_contest(session, contest)
+        found.approvals_required = body.approvals
+        session.flush()
+        crud.audit(session, actor, "contest.review_rule", contest=found.name,
+                   approvals=body.approvals)  # fmt: skip
         return _contest_view(session, found)
 
 

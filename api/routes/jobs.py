@@ -8,12 +8,14 @@ from pathlib import Path
 
 from fastapi import APIRouter, Response
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from api import crud
 from api.auth import Contestant, CurrentUser
 from api.context import AppContext, Context
 from api.errors import ApiError, not_found
 from api.models import Dataset, Job, Team, User, new_id
+from api.review import review_status
 from api.routes.queries import checked_plan
 from api.schemas import (
     AnyJobOut,
@@ -35,9 +37,14 @@ from privacy.outputs import (
 )
 from privacy.query import plan_query_noise
 from privacy.sample_aggregate import NoisePlan, plan_noise
+from runner.lifecycle import JobState
 from runner.sample import run_on_sample, write_code
-from runner.schedule import Schedule, ScheduleError, aggregate_schedule
-from runner.tasks import JobState
+from runner.schedule import (
+    Schedule,
+    ScheduleError,
+    aggregate_schedule,
+    block_seconds_from_sample,
+)
 from sandbox.policy import check_code
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -120,7 +127,10 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, body.dataset, user)
         _noise_plans(specs, body.combine, dataset.blocks, body.epsilon)  # before any budget
-        schedule = _schedule(ctx, dataset.blocks, body.block_seconds)
+        asked = body.block_seconds
+        if asked is None:  # the default: from this code's last run on the sample, if any
+            asked = _timed_on_sample(session, user, dataset, body.code, ctx)
+        schedule = _schedule(ctx, dataset.blocks, asked)
         job, team = crud.queue_job(
             session,
             user,
@@ -136,6 +146,22 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
         view = job_view(job, dataset.name, team.name, organizer=False)
     ctx.worker.submit(job.id)
     return view
+
+
+def _timed_on_sample(
+    session: Session, user: User, dataset: Dataset, code: str, ctx: AppContext
+) -> float | None:
+    """T from the team's latest run of exactly this code on this dataset's sample."""
+    run = session.scalars(
+        select(Job.sample_run)
+        .where(Job.team_id == user.team_id, Job.dataset_id == dataset.id,
+               Job.target == "sample", Job.code == code)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+    if not run or run.get("seconds") is None:
+        return None
+    return block_seconds_from_sample(ctx.settings.schedule, float(run["seconds"]))
 
 
 def _schedule(ctx: AppContext, blocks: int, asked: float | None) -> Schedule:
@@ -193,7 +219,10 @@ def list_jobs(ctx: Context, user: CurrentUser, state: str | None = None) -> list
     if state is not None and organizer:
         query = query.where(Job.state == state)
     with ctx.db.read() as session:
-        views = [job_view(*row, organizer=organizer) for row in session.execute(query.limit(500))]
+        rows = session.execute(query.limit(500)).all()
+        reviews = review_status(session, [row[0] for row in rows]) if organizer else {}
+        views = [job_view(*row, organizer=organizer, review=reviews.get(row[0].id))
+                 for row in rows]  # fmt: skip
     # A contestant's filter is on the state they see: the true one may not show yet.
     return [view for view in views if state is None or view.state == state]
 
@@ -206,8 +235,10 @@ def get_job(job_id: str, ctx: Context, user: CurrentUser) -> Response:
 
 def read_job(job_id: str, ctx: AppContext, user: User) -> JobOut:
     """The job as this user may see it, or 404 (the web pages read it too)."""
+    organizer = user.role == "organizer"
     with ctx.db.read() as session:
         row = session.execute(_visible_jobs(user).where(Job.id == job_id)).first()
-    if row is None:  # another team's job looks exactly like a missing one
-        raise not_found("job", job_id, "list your jobs with GET /v1/jobs")
-    return job_view(*row, organizer=user.role == "organizer")
+        if row is None:  # another team's job looks exactly like a missing one
+            raise not_found("job", job_id, "list your jobs with GET /v1/jobs")
+        review = review_status(session, [row[0]])[job_id] if organizer else None
+        return job_view(*row, organizer=organizer, review=review)

@@ -1,60 +1,33 @@
-"""Organizer review: a noisy output leaves only when an organizer releases it."""
+"""Organizer review routes: approve (release once enough organizers have), reject, the queue.
+The rules are in ``api.review``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import crud
 from api.auth import Organizer
 from api.context import Context
-from api.errors import ApiError, not_found
-from api.models import Dataset, Job, Team, User
+from api.errors import ApiError
+from api.review import approve, reject_job
 from api.routes.jobs import list_jobs
 from api.schemas import AnyJobOut, JobOrganizerOut, ReviewDecision
-from api.views import job_organizer_view
-from runner.tasks import JobState
+from runner.lifecycle import IN_REVIEW
 
 router = APIRouter(prefix="/v1", tags=["review"])
 
 
-def _decide(
-    job_id: str, ctx: Context, actor: User, target: JobState, reason: str
-) -> JobOrganizerOut:
-    with ctx.db.transaction() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise not_found("job", job_id, "see the review queue at GET /v1/review")
-        moved = crud.transition(
-            session,
-            job_id,
-            {JobState.AWAITING_REVIEW},
-            state=target.value,
-            review_reason=reason or None,
-            reviewed_by=actor.id,
-        )
-        if not moved:
-            raise ApiError(
-                409,
-                "not_awaiting_review",
-                f"job {job_id} is {job.state}; only jobs awaiting review can be released or "
-                "rejected",
-            )
-        crud.audit(session, actor, f"job.{target.value}", job=job_id, reason=reason)
-        session.refresh(job)
-        dataset = session.get(Dataset, job.dataset_id)
-        team = session.get(Team, job.team_id)
-        assert dataset is not None and team is not None
-        return job_organizer_view(job, dataset.name, team.name)
-
-
 @router.get("/review")
 def review_queue(ctx: Context, actor: Organizer) -> list[AnyJobOut]:
-    return list_jobs(ctx, actor, state=JobState.AWAITING_REVIEW.value)
+    """Jobs awaiting review, or approved by some reviewers and awaiting the others."""
+    return [job for state in sorted(IN_REVIEW) for job in list_jobs(ctx, actor, state=state.value)]
 
 
 @router.post("/jobs/{job_id}/release")
 def release(job_id: str, ctx: Context, actor: Organizer) -> JobOrganizerOut:
-    return _decide(job_id, ctx, actor, JobState.RELEASED, "")
+    """Approve the release: the job is released once the contest's approvals are in (1 or 2,
+    from different organizers, none of the job's team or its submitter)."""
+    with ctx.db.transaction() as session:
+        return approve(session, job_id, actor)
 
 
 @router.post("/jobs/{job_id}/reject")
@@ -62,4 +35,5 @@ def reject(job_id: str, body: ReviewDecision, ctx: Context, actor: Organizer) ->
     """The team sees the reason; the budget stays spent because the noise was drawn."""
     if not body.reason.strip():
         raise ApiError(422, "reason_required", "give the team a reason for the rejection")
-    return _decide(job_id, ctx, actor, JobState.REJECTED, body.reason.strip())
+    with ctx.db.transaction() as session:
+        return reject_job(session, job_id, actor, body.reason.strip())

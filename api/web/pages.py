@@ -27,7 +27,7 @@ from api.routes import audit, budget, contests, jobs, licences, review
 from api.schemas import Admission, Identity, ReviewDecision
 from api.web.charts import charts_for
 from api.web.session import COOKIE, csrf_ok, csrf_token
-from runner.tasks import JobState
+from runner.lifecycle import IN_REVIEW, JobState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -141,8 +141,8 @@ def home() -> RedirectResponse:
 def review_page(request: Request) -> Response:
     user = _organizer(request)
     ctx = request.app.state.context
-    pending = jobs.list_jobs(ctx, user, state=JobState.AWAITING_REVIEW.value)
-    recent = [j for j in jobs.list_jobs(ctx, user) if j.state != JobState.AWAITING_REVIEW.value]
+    pending = review.review_queue(ctx, user)
+    recent = [j for j in jobs.list_jobs(ctx, user) if j.state not in IN_REVIEW]
     return _page(request, "review.html", user, pending=pending, recent=recent[:30])
 
 
@@ -161,8 +161,12 @@ def job_page(request: Request, job_id: str) -> Response:
 @router.post("/jobs/{job_id}/release")
 def release_job(request: Request, job_id: str, csrf: Csrf) -> Response:
     def act(ctx: Any, user: User) -> str:
-        review.release(job_id, ctx, user)
-        return "released: the team sees the values now"
+        job = review.release(job_id, ctx, user)
+        if job.state == JobState.RELEASED.value:
+            return "released: the team sees the values now"
+        assert job.review is not None
+        left = job.review.needed - len(job.review.approvals)
+        return f"approved; {left} more approval(s) from another organizer release it"
 
     return _guarded(request, csrf, f"/ui/jobs/{job_id}", act)
 
