@@ -5,8 +5,9 @@ so concurrent requests can never overspend."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, CursorResult, Update, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -298,15 +299,17 @@ def reserve_budget(
     population's contest-wide row first (always in that order, so concurrent transactions
     never wait on each other crosswise), then the team's. If either cannot cover the job,
     nothing stays charged (the population's share is undone) and the 409 names which cap."""
-    population = session.execute(
+    population = updated_rows(
+        session,
         update(Population)
         .where(Population.id == dataset.population_id, *_covers(Population, units, delta_units))
         .values(**_moved(Population, reserved=(units, delta_units)))
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if population.rowcount != 1:
+    if population != 1:
         raise _population_exhausted(session, dataset, units, delta_units)
-    reserved = session.execute(
+    reserved = updated_rows(
+        session,
         update(Budget)
         .where(
             Budget.team_id == team.id,
@@ -314,9 +317,9 @@ def reserve_budget(
             *_covers(Budget, units, delta_units),
         )
         .values(**_moved(Budget, reserved=(units, delta_units)))
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if reserved.rowcount != 1:
+    if reserved != 1:
         # Undo the population's share here, not only by the caller's rollback: a caller that
         # catches the 409 and commits must not leave it charged for a job that never ran.
         session.execute(
@@ -331,7 +334,13 @@ def reserve_budget(
 Ledger = type[Budget] | type[Population]
 
 
-def _covers(table: Ledger, units: int, delta_units: int) -> list[object]:
+def updated_rows(session: Session, statement: Update) -> int:
+    """Rows an UPDATE changed (a compare-and-set's answer): ``execute`` is typed as returning
+    a plain ``Result``, but for an UPDATE it is the ``CursorResult`` that has ``rowcount``."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
+def _covers(table: Ledger, units: int, delta_units: int) -> list[ColumnElement[bool]]:
     return [
         table.cap_units - table.spent_units - table.reserved_units >= units,
         table.delta_cap_units - table.delta_spent_units - table.delta_reserved_units >= delta_units,

@@ -125,7 +125,7 @@ def _json_body_sent_as_something_else(request: Request, exc: RequestValidationEr
 def _allowed_methods(request: Request) -> str:
     """Every method any route answers at this path (Starlette names only its first route's)."""
     paths = request.app.openapi().get("paths", {})
-    found = set()
+    found: set[str] = set()
     for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, request.url.path):

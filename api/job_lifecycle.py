@@ -8,12 +8,12 @@ A job is only *created* elsewhere, in one of ``INITIAL_STATES``.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Update, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from api.crud import audit, commit_budget, return_budget
+from api.crud import audit, commit_budget, return_budget, updated_rows
 from api.models import Job, User
 from privacy.budget import to_delta, to_epsilon
 from runner.lifecycle import TRANSITIONS, BudgetEffect, ErrorClass, JobState, Move
@@ -32,7 +32,7 @@ def perform(
     if "state" in values:
         raise ValueError("the state is the move's to set, not the caller's")
     row = TRANSITIONS[move]
-    moved = _rows(
+    moved = updated_rows(
         session,
         update(Job)
         .where(Job.id == job.id, Job.state.in_([state.value for state in row.sources]))
@@ -63,12 +63,7 @@ def update_running(session: Session, job_id: str, **values: object) -> bool:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return _rows(session, statement) == 1
-
-
-def _rows(session: Session, statement: Update) -> int:
-    """Rows an UPDATE changed: the compare-and-set's answer."""
-    return cast(CursorResult[Any], session.execute(statement)).rowcount
+    return updated_rows(session, statement) == 1
 
 
 def fail(session: Session, job: Job, error: ErrorClass, detail: str, charged: bool) -> bool:

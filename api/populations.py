@@ -75,7 +75,7 @@ def place(
                 f"population. Register it with population={twin.population.name!r} (or none)",
                 dataset=twin.name, population=twin.population.name,
             )  # fmt: skip
-        population = twin.population
+        population: Population | None = twin.population
     else:
         name = requested or dataset.name
         population = session.scalar(select(Population).where(Population.name == name))

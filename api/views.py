@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
 
 from fastapi import Response
 from pydantic import BaseModel
@@ -29,19 +31,59 @@ from runner.lifecycle import JobState
 from runner.schedule import timeline
 
 
-def model_response(content: BaseModel | list[BaseModel]) -> Response:
+def model_response(content: BaseModel | Sequence[BaseModel]) -> Response:
     """JSON of views already built and checked by their models. Returned as a Response, it is
     sent as is: FastAPI would otherwise dump, re-validate and dump again each view — the
     largest cost of a status poll after the database read. Routes that use it declare their
     ``response_model`` for the schema."""
-    if isinstance(content, list):
-        body = b"[" + b",".join(item.model_dump_json().encode() for item in content) + b"]"
-    else:
+    if isinstance(content, BaseModel):
         body = content.model_dump_json().encode()
+    else:
+        body = b"[" + b",".join(item.model_dump_json().encode() for item in content) + b"]"
     return Response(body, media_type="application/json")
 
 
-def _dataset_fields(dataset: Dataset) -> dict[str, object]:
+class DatasetFields(TypedDict):
+    """The fields ``DatasetOut`` and ``DatasetOrganizerOut`` share."""
+
+    name: str
+    description: str
+    unit_column: str
+    columns: dict[str, str]
+    bounds: dict[str, list[float]]
+    key_sets: dict[str, list[str | int | float]]
+    blocks: int
+    sample_rows: int
+    population: str
+    team_epsilon: float
+    team_delta: float
+
+
+class JobFields(TypedDict):
+    """The fields ``JobOut`` and ``JobOrganizerOut`` share: what a contestant's view may hold."""
+
+    id: str
+    dataset: str
+    team: str
+    mode: str
+    target: str
+    state: str
+    epsilon: float
+    delta: float
+    combine: str
+    outputs: list[OutputIn]
+    plan: dict[str, Any] | None
+    progress: Progress
+    schedule: ScheduleOut | None
+    error_class: str | None
+    review_reason: str | None
+    result: list[ReleasedOut] | None
+    sample_run: SampleRunOut | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _dataset_fields(dataset: Dataset) -> DatasetFields:
     return {
         "name": dataset.name,
         "description": dataset.description,
@@ -70,11 +112,11 @@ def dataset_view(dataset: Dataset, organizer: bool) -> DatasetOut:
     return DatasetOut(**_dataset_fields(dataset))
 
 
-def _values(raw: list[dict[str, float]] | None) -> list[ReleasedOut] | None:
+def _values(raw: list[dict[str, Any]] | None) -> list[ReleasedOut] | None:
     return None if raw is None else [ReleasedOut(**value) for value in raw]
 
 
-def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
+def _job_fields(job: Job, dataset: str, team: str) -> JobFields:
     """Every field of the job as it truly is: the organizer's view."""
     released = job.state == JobState.RELEASED.value
     schedule = None
@@ -130,7 +172,7 @@ def job_organizer_view(
 
 def contestant_job_fields(
     job: Job, dataset: str, team: str, now: datetime | None = None
-) -> dict[str, object]:
+) -> JobFields:
     """The job as its team sees it: on a full-data job, state, times, progress, error class
     and decision follow the public schedule (``runner.schedule.timeline``), not the run."""
     fields = _job_fields(job, dataset, team)
@@ -139,24 +181,22 @@ def contestant_job_fields(
     if not job.schedule_seconds:  # a sample run (public data), or a job from before schedules
         return fields
     seen = timeline(
-        str(fields["state"]),
+        fields["state"],
         as_utc(job.created_at),
         None if job.started_at is None else as_utc(job.started_at),
         as_utc(job.updated_at),
         job.schedule_seconds,
         now or datetime.now(UTC),
     )
-    fields.update(
-        state=seen.state,
-        updated_at=seen.updated_at,
-        progress=Progress(
-            blocks_done=int(seen.fraction * job.blocks_total),
-            blocks_total=job.blocks_total,
-            fraction=round(seen.fraction, 3),
-        ),
+    fields["state"] = seen.state
+    fields["updated_at"] = seen.updated_at
+    fields["progress"] = Progress(
+        blocks_done=int(seen.fraction * job.blocks_total),
+        blocks_total=job.blocks_total,
+        fraction=round(seen.fraction, 3),
     )
     if not seen.revealed:
-        fields.update(error_class=None, review_reason=None, result=None)
+        fields["error_class"] = fields["review_reason"] = fields["result"] = None
     return fields
 
 

@@ -24,6 +24,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -320,10 +321,10 @@ def main() -> None:
     for name, raw in plans().items():
         plan = parse_plan(raw, policy)
         job = jobs[name] = QueryJob(layout, plan, "card_id", EPSILON)
-        plain = timed(lambda n=name: plain_pandas(data, n), args.runs) + read_seconds
-        hand = timed(lambda n=name: hand_rolled(data, n), args.runs) + read_seconds
+        plain = timed(partial(plain_pandas, data, name), args.runs) + read_seconds
+        hand = timed(partial(hand_rolled, data, name), args.runs) + read_seconds
         run_query(job)  # warm, as the table read above: the query processes, the page cache
-        ours = timed(lambda j=job: run_query(j), args.runs)  # reads its blocks itself
+        ours = timed(partial(run_query, job), args.runs)  # reads its blocks itself
         row = (f"{name:<24}{plain:>13.2f}s{hand:>12.2f}s{ours:>10.2f}s"
                f"{ours / plain:>11.1f}x{ours / hand:>10.1f}x")  # fmt: skip
         if odp is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +175,9 @@ def block_partials(plan: QueryPlan, frame: pd.DataFrame, unit_column: str) -> Pa
     else:  # only the key combinations this block saw
         seen, cell = np.unique(cell, return_inverse=True)
         cells = len(seen)
-        parts = np.unravel_index(seen, sizes) if len(seen) else [[] for _ in sizes]
+        parts: Sequence[Iterable[int]] = (
+            np.unravel_index(seen, sizes) if len(seen) else [[] for _ in sizes]
+        )
         keys = tuple(zip(*(
             [domain[i] for i in part] for domain, part in zip(domains, parts, strict=True)
         ), strict=True))  # fmt: skip

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeGuard
 
 from privacy.discrete import fixed_point_step, round_half_even
 from privacy.expressions import (
@@ -250,6 +250,11 @@ def _group_key(item: object, policy: DatasetPolicy) -> GroupKey:
     return GroupKey(str(item["name"]), item["expr"], None if domain is None else tuple(domain))
 
 
+def _finite_number(value: object) -> TypeGuard[float]:
+    """A JSON number (a bool counts, as ``isinstance`` has it) that is neither inf nor nan."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
         raise PlanError("an aggregate is {'name': ..., 'op': 'count'|'sum'|'mean'|..., ...}")
@@ -259,7 +264,7 @@ def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
     if op == COUNT:
         return Aggregate(item["name"], COUNT)
     column = item.get("column")
-    if column not in policy.columns or column == policy.unit_column:
+    if not isinstance(column, str) or column not in policy.columns or column == policy.unit_column:
         raise PlanError(f"aggregate {item['name']!r}: 'column' must name a numeric column")
     if column_kind(policy.columns[column]) != NUMBER:
         raise PlanError(
@@ -269,7 +274,7 @@ def _aggregate(item: object, policy: DatasetPolicy) -> Aggregate:
     lo, hi = item.get("lo"), item.get("hi")
     if lo is None and hi is None and column in policy.bounds:
         lo, hi = policy.bounds[column]
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+    if not (_finite_number(lo) and _finite_number(hi)) or lo >= hi:
         raise PlanError(
             f"aggregate {item['name']!r} needs finite bounds lo < hi (or dataset bounds for "
             f"{column!r}); got lo={lo!r}, hi={hi!r}"

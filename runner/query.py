@@ -163,5 +163,8 @@ def run_query(
     started = time.monotonic()
     total = combine_partials(source(job, progress))
     released = [asdict(cell) for cell in release_query(job.plan, total, job.epsilon, job.delta)]
-    report = {"blocks": job.layout.blocks, "seconds": round(time.monotonic() - started, 3)}
+    report: dict[str, object] = {
+        "blocks": job.layout.blocks,
+        "seconds": round(time.monotonic() - started, 3),
+    }
     return QueryResult(released, report)

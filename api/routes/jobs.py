@@ -205,7 +205,7 @@ def _run_on_sample(body: NewJob, specs: list[OutputSpec], ctx: Context, user: Us
         return job_view(job, dataset.name, team.name, organizer=False)
 
 
-def _visible_jobs(user: User) -> Select[tuple[Job, str, str]]:
+def _visible_jobs(user: User) -> Select[Job, str, str]:
     query = select(Job, Dataset.name, Team.name).join(Dataset).join(Team)
     if user.role != "organizer":
         query = query.where(Job.team_id == user.team_id)

@@ -6,8 +6,11 @@ value's 95 % bound, so a reader sees at once which differences the noise could e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+
+from api.schemas import ReleasedOut
 
 
 @dataclass(frozen=True)
@@ -63,23 +66,22 @@ def bar_chart(title: str, bars: list[Bar]) -> str:
     return "".join(parts)
 
 
-def charts_for(cells: list[dict[str, object]]) -> list[str]:
+def charts_for(cells: Sequence[ReleasedOut]) -> list[str]:
     """One chart per output of a query release keyed by a single group (e.g. count per line);
     one chart of every output for an aggregate release. Multi-key tables get none."""
     if not cells:
         return []
-    keyed = [c for c in cells if c.get("keys")]
+    keyed = [(c, c.keys) for c in cells if c.keys]
     if not keyed:
-        bars = [Bar(str(c["name"]), float(c["value"]), float(c["error_bound_95"])) for c in cells]
+        bars = [Bar(c.name, c.value, c.error_bound_95) for c in cells]
         return [bar_chart("released outputs (whiskers: 95 % error bound)", bars)]
-    if any(len(c["keys"]) != 1 for c in keyed):  # type: ignore[arg-type]
+    if any(len(keys) != 1 for _, keys in keyed):
         return []
     charts = []
-    for name in dict.fromkeys(str(c["name"]) for c in keyed):
+    for name in dict.fromkeys(c.name for c, _ in keyed):
         bars = [
-            Bar(str(next(iter(c["keys"].values()))), float(c["value"]),  # type: ignore[union-attr]
-                float(c["error_bound_95"]))
-            for c in keyed if c["name"] == name
+            Bar(str(next(iter(keys.values()))), c.value, c.error_bound_95)
+            for c, keys in keyed if c.name == name
         ]  # fmt: skip
         charts.append(bar_chart(f"{name} (whiskers: 95 % error bound)", bars[:60]))
     return charts

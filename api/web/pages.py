@@ -24,7 +24,7 @@ from api.errors import ApiError
 from api.models import User
 from api.passwords import verify_password
 from api.routes import audit, budget, contests, jobs, licences, review
-from api.schemas import Admission, Identity, ReviewDecision
+from api.schemas import Admission, Identity, JobOrganizerOut, ReviewDecision
 from api.web.charts import charts_for
 from api.web.session import COOKIE, csrf_ok, csrf_token
 from runner.lifecycle import IN_REVIEW, JobState
@@ -153,8 +153,9 @@ def job_page(request: Request, job_id: str) -> Response:
         job = jobs.read_job(job_id, request.app.state.context, user)
     except ApiError as exc:
         return _page(request, "error.html", user, message=exc.message)
-    values = [v.model_dump() for v in (getattr(job, "pending_values", None) or [])]
-    return _page(request, "job.html", user, job=job, values=values, charts=charts_for(values),
+    pending = (job.pending_values if isinstance(job, JobOrganizerOut) else None) or []
+    values = [v.model_dump() for v in pending]
+    return _page(request, "job.html", user, job=job, values=values, charts=charts_for(pending),
                  plan=json.dumps(job.plan, indent=2) if job.plan else "")  # fmt: skip
 
 

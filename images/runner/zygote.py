@@ -446,7 +446,7 @@ def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, obj
             end = "out_of_memory"
         else:
             end = "nonzero_exit"
-    answer = {
+    answer: dict[str, object] = {
         "end": end,
         "exit_code": exit_code,
         "stdout": bytes(out[-STREAM_LIMIT:]).decode("utf-8", "replace"),

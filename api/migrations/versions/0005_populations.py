@@ -123,7 +123,7 @@ def upgrade() -> None:
         _insert_budget(connection, "population_id", population_of[b["dataset_id"]], b)
 
 
-def _insert_budget(connection: sa.Connection, key: str, value: str, row: dict) -> None:
+def _insert_budget(connection: sa.Connection, key: str, value: str, row: sa.RowMapping) -> None:
     connection.execute(
         sa.text(f"INSERT INTO budgets (team_id, {key}, {', '.join(LEDGER)}) VALUES "
                 f"(:team_id, :key, {', '.join(':' + name for name in LEDGER)})"),
