@@ -54,9 +54,13 @@ compose-demo: server-image
 demo: image
 	$(BIN)/python examples/demo.py
 
+# mypy's settings are in pyproject.toml; the runner image's scripts import each other as
+# top-level modules, as they are laid out in the image, so they are checked on their own.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	MYPYPATH=images/runner $(BIN)/mypy images/runner
 
 test: image lint
 	$(BIN)/pytest -q -ra
