@@ -14,10 +14,10 @@ from sqlalchemy import text
 from api import audit_log
 from api.db import Database
 from client.api import UnseenError
-from tests.conftest import Deployment, postgres_database
+from tests.conftest import DATABASES, Deployment, postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         db = Database(f"sqlite:///{tmp_path / 'unseen.db'}")

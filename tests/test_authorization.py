@@ -18,6 +18,7 @@ import pytest
 
 from client.api import UnseenClient
 from tests.conftest import (
+    DATABASES,
     LICENCE_PDF,
     SodaData,
     postgres_database,
@@ -165,7 +166,7 @@ MATRIX = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def world(
     request: pytest.FixtureRequest,
     runner_image: str,

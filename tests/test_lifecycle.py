@@ -29,7 +29,7 @@ from runner.lifecycle import (
     mermaid,
     table,
 )
-from tests.conftest import ROOT, postgres_database
+from tests.conftest import DATABASES, ROOT, postgres_database
 
 UNITS = 700_000  # the job's reservation: ε = 0.7
 
@@ -59,7 +59,7 @@ def test_the_docs_diagram_is_the_table() -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         db = Database(f"sqlite:///{tmp_path / 'lifecycle.db'}")

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, inspect
 from api.db import Database
 from api.migrate import SchemaError, current_revision, upgrade
 from api.models import Base
-from tests.conftest import postgres_database
+from tests.conftest import DATABASES, postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'unseen.db'}"

@@ -16,7 +16,7 @@ from tests.test_e2e_queries import PLAN, rush_one_budget
 from tests.test_failures import rush_one_population
 from tests.test_populations import caps_hold, twin_attack
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
 
 

@@ -118,6 +118,7 @@ ADVERSARIAL = [
 ]
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 @pytest.mark.parametrize(("lo", "hi", "combine", "outputs", "position"), ADVERSARIAL)
 def test_audit_over_adversarial_specs_finds_no_more_than_the_claimed_epsilon(
     lo: float, hi: float, combine: Combine, outputs: int, position: int
@@ -136,6 +137,7 @@ def test_audit_over_adversarial_specs_finds_no_more_than_the_claimed_epsilon(
     assert len(np.unique(a)) > 20  # the noise covers the value: many distinct releases
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_the_audit_sees_noise_that_is_too_small() -> None:
     """Power: the same neighbours audited at a tenth of the claimed ε must fail."""
     lo, hi = 5e11, 5e11 + 0.08

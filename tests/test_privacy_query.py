@@ -385,6 +385,7 @@ def test_geometric_bound_covers_95_percent() -> None:
 # --- the statistical DP audit -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_geometric_mechanism_on_neighbouring_counts() -> None:
     epsilon, delta = 0.5, 3
     first = np.array([geometric_release(40, delta, epsilon) for _ in range(AUDIT_TRIALS)])
@@ -426,10 +427,12 @@ COUNT_BY_STATION = {"group_by": ["station"], "aggregates": [{"name": "n", "op": 
                     "max_rows_per_unit": 2, "max_groups_per_unit": 1}  # fmt: skip
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_query_release_end_to_end_on_neighbouring_datasets() -> None:
     assert audit_query(COUNT_BY_STATION, 1.0) is None
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_catches_a_release_whose_bounding_is_broken() -> None:
     assert audit_query(COUNT_BY_STATION, 1.0, bound_with={"max_rows_per_unit": 30}) is not None
 
@@ -577,6 +580,7 @@ def test_a_quantile_of_an_empty_cell_is_the_middle_of_its_range_or_noise() -> No
         assert 0 <= cell.value <= 10 and 0 < cell.error_bound_95 <= 10
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_sum_release_with_exact_integer_sums_and_discrete_noise() -> None:
     """Station 2's fare sum with and without the heavy card: exact fixed-point sums, discrete
     Laplace noise; the releases pass the ε audit (false-failure rate < 2e-6)."""
@@ -602,6 +606,7 @@ def test_sums_do_not_depend_on_the_order_of_rows_or_blocks() -> None:
     assert sum(values) != sum(values[::-1])  # what float accumulation would have done
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_median_release_end_to_end_on_neighbouring_datasets() -> None:
     """The median of station 2's fares, with and without a card that rides it 30 times at the
     top fare: the released medians must not tell the neighbours apart beyond e^epsilon."""
@@ -737,6 +742,7 @@ def test_private_keys_are_plain_json_values() -> None:
         assert type(station) is int
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_partition_selection_end_to_end_on_neighbouring_datasets() -> None:
     """Station 2's release (its noisy count, or -1 when the key is not selected), with and
     without a card riding it 30 times: (ε, δ)-DP with δ = 1e-6, far below what 20,000 trials

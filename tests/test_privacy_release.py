@@ -177,12 +177,14 @@ def _aggregate_releases(first_block: float, second_block: float) -> np.ndarray:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_sample_and_aggregate_on_neighbouring_datasets() -> None:
     """One unit lives in one block: neighbours move that block's output from lo to hi at most.
     The release passes the ε-DP audit (false-failure rate < 2e-6, see tests/dp_audit.py)."""
     assert violation(_aggregate_releases(0.0, 3.0), _aggregate_releases(10.0, 3.0), 1.0) is None
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_audit_catches_a_unit_that_reaches_two_blocks() -> None:
     """Power: were a unit's rows split over two blocks (the keyed partition forbids it), both
     outputs could move, twice the sensitivity the noise is calibrated to — the audit sees it."""

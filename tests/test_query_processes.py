@@ -23,6 +23,7 @@ from tests.conftest import ROOT
 PLAN = {"group_by": ["station"], "aggregates": [{"name": "n", "op": "count"}],
         "max_rows_per_unit": 2, "max_groups_per_unit": 1}  # fmt: skip
 POLICY = DatasetPolicy({"card": "int64", "station": "int64"}, "card", {}, {"station": [0, 1, 2]})
+pytestmark = pytest.mark.slow  # each test starts, kills and waits for processes: seconds each
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,13 @@ from api.models import Job, Team, User
 from api.review import approve, reject_job
 from client.api import UnseenClient, UnseenError
 from runner.lifecycle import JobState
-from tests.conftest import Deployment, SodaData, postgres_database, start_deployment
+from tests.conftest import (
+    DATABASES,
+    Deployment,
+    SodaData,
+    postgres_database,
+    start_deployment,
+)
 from tests.test_cli_journey import cli
 from tests.test_lifecycle import _job_in
 
@@ -35,7 +41,7 @@ class Desk:
         return str(job["id"])
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def desk(
     request: pytest.FixtureRequest, runner_image: str, soda: SodaData,
     tmp_path_factory: pytest.TempPathFactory,
@@ -121,7 +127,7 @@ def test_the_contest_chooses_one_or_two_and_the_terminal_says_what_is_left(
     assert desk.olga.audit(action="contest.review_rule")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     with postgres_database() if request.param == "postgresql" else _no_database() as url:
         db = Database(url or f"sqlite:///{tmp_path / 'review.db'}")
