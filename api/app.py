@@ -34,6 +34,7 @@ from api.routes import (
     nodes,
     queries,
     review,
+    synthesis,
     tokens,
 )
 from api.settings import Settings, load_settings
@@ -165,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
-                   audit, nodes):  # fmt: skip
+                   audit, nodes, synthesis):  # fmt: skip
         app.include_router(module.router)
 
     app.include_router(pages.router)

@@ -53,6 +53,8 @@ def _dataset_fields(dataset: Dataset) -> dict[str, object]:
         "population": dataset.population.name,
         "team_epsilon": to_epsilon(dataset.population.team_cap_units),
         "team_delta": to_delta(dataset.population.team_delta_cap_units),
+        "synthetic": dataset.sample_synthetic,
+        "sample_epsilon": dataset.sample_epsilon,
     }
 
 
@@ -212,6 +214,7 @@ def population_view(
         ),
         team_epsilon=to_epsilon(p.team_cap_units), team_delta=to_delta(p.team_delta_cap_units),
         team_caps_total=to_epsilon(team_caps_units),
+        samples_spent=to_epsilon(p.samples_spent_units),
     )  # fmt: skip
 
 
