@@ -39,7 +39,7 @@ from api.routes import (
 )
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
-from api.web import pages
+from api.web import pages, synthesis_pages
 from privacy.query import Partials
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
 
     app.include_router(pages.router)
+    app.include_router(synthesis_pages.router)
     app.add_exception_handler(pages.Redirect, pages.redirect_to_login)
 
     @app.get("/healthz", tags=["health"])
