@@ -34,11 +34,12 @@ from api.routes import (
     nodes,
     queries,
     review,
+    synthesis,
     tokens,
 )
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
-from api.web import pages
+from api.web import pages, synthesis_pages
 from privacy.query import Partials
 from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
@@ -165,10 +166,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
-                   audit, nodes):  # fmt: skip
+                   audit, nodes, synthesis):  # fmt: skip
         app.include_router(module.router)
 
     app.include_router(pages.router)
+    app.include_router(synthesis_pages.router)
     app.add_exception_handler(pages.Redirect, pages.redirect_to_login)
 
     @app.get("/healthz", tags=["health"])

@@ -132,6 +132,8 @@ class Population(Base):
     # The cap each team's ledger opens with (organizers change a team's cap on its row).
     team_cap_units: Mapped[int] = mapped_column(BigInteger)
     team_delta_cap_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The part of spent_units the organizers spent on synthetic public samples.
+    samples_spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -158,6 +160,31 @@ class Dataset(Base):
     content_sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     population: Mapped[Population] = relationship(lazy="joined")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The public sample: a DP synthetic table made from the full data (``api.synthesis``) at
+    # ``sample_epsilon``, or the organizer's file (False, None). "" : no sample yet.
+    sample_synthetic: Mapped[bool] = mapped_column(default=False)
+    sample_epsilon: Mapped[float | None] = mapped_column(default=None)
+
+
+class Synthesis(Base):
+    """One synthesis of a dataset's public sample: its ε (charged to the population's
+    contest-wide ledger, by the organizers), what was asked, and the organizers' fidelity
+    report (computed from the full data: never shown to contestants)."""
+
+    __tablename__ = "syntheses"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    epsilon: Mapped[float] = mapped_column()
+    charge_units: Mapped[int] = mapped_column(BigInteger)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    charged: Mapped[bool] = mapped_column(default=False)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Budget(Base):

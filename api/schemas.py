@@ -81,11 +81,62 @@ class TeamOut(BaseModel):
     name: str
 
 
+class SynthesisIn(Strict):
+    """A DP synthetic public sample made from the full data on its node (``api.synthesis``)."""
+
+    epsilon: float = Field(
+        ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB,
+        description="Charged to the dataset's population, contest-wide (organizer spending).",
+    )  # fmt: skip
+    rows: int = Field(20_000, ge=1, le=1_000_000, description="Rows of the synthetic sample.")
+    rows_per_unit: int = Field(
+        10, ge=1, le=1_000,
+        description="R: each unit's influence is bounded to R rows before anything is counted.",
+    )  # fmt: skip
+    bins: dict[str, int] = Field(
+        default_factory=dict, description="Bins of a bounded numeric column (default 16)."
+    )
+    time_bounds: dict[str, tuple[str, str]] = Field(
+        default_factory=dict, description="Public [start, end) of each time column (ISO)."
+    )
+    grid_seconds: dict[str, int] = Field(
+        default_factory=dict, description="The public time grid's step (default 3600 s)."
+    )
+    marginals: list[tuple[str, str]] | None = Field(
+        None,
+        description="The 2-way marginals that matter; default: MST selects a spanning tree.",
+    )
+
+
+class SynthesisOut(BaseModel):
+    """One synthesis as organizers see it: its charge and the fidelity report (computed from
+    the full data: organizer-only)."""
+
+    id: str
+    dataset: str
+    epsilon: float
+    state: str
+    charged: bool
+    rows: int
+    spec: dict[str, Any]
+    report: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class NewDataset(Strict):
     name: DatasetName
     description: str = Field("", max_length=4000)
     source_path: str = Field(description="Full data: a Parquet file on this data node.")
-    sample_path: str = Field(description="Public sample the organizer provides (not real rows).")
+    sample_path: str | None = Field(
+        None,
+        description="A public sample file the organizer provides; leave it out and give "
+        "`synthesize` to make a DP synthetic one from the full data (the safe default).",
+    )
+    synthesize: SynthesisIn | None = Field(
+        None, description="Make the public sample a DP synthetic table of the full data."
+    )
     unit_column: str = Field(description="Privacy unit: all rows of one unit form one person.")
     bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
     key_sets: dict[str, list[str | int | float]] = Field(default_factory=dict)
@@ -135,6 +186,12 @@ class DatasetOut(BaseModel):
     population: str = Field(description="The people it holds; budgets are per population.")
     team_epsilon: float = Field(description="The ε cap a team's ledger on it opens with.")
     team_delta: float
+    synthetic: bool = Field(
+        False, description="The sample is a DP synthetic table of the full data (not real rows)."
+    )
+    sample_epsilon: float | None = Field(
+        None, description="The ε its synthesis spent (charged to the population); None: a file."
+    )
 
 
 class DatasetOrganizerOut(DatasetOut):
@@ -380,6 +437,9 @@ class PopulationOut(BaseModel):
     team_delta: float
     team_caps_total: float = Field(
         description="The teams' ε caps added up; above ``cap``, the contest-wide cap binds."
+    )
+    samples_spent: float = Field(
+        0.0, description="The part of ``spent`` the organizers spent on synthetic samples."
     )
 
 

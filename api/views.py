@@ -57,6 +57,8 @@ class DatasetFields(TypedDict):
     population: str
     team_epsilon: float
     team_delta: float
+    synthetic: bool
+    sample_epsilon: float | None
 
 
 class JobFields(TypedDict):
@@ -96,6 +98,8 @@ def _dataset_fields(dataset: Dataset) -> DatasetFields:
         "population": dataset.population.name,
         "team_epsilon": to_epsilon(dataset.population.team_cap_units),
         "team_delta": to_delta(dataset.population.team_delta_cap_units),
+        "synthetic": dataset.sample_synthetic,
+        "sample_epsilon": dataset.sample_epsilon,
     }
 
 
@@ -260,6 +264,7 @@ def population_view(
         ),
         team_epsilon=to_epsilon(p.team_cap_units), team_delta=to_delta(p.team_delta_cap_units),
         team_caps_total=to_epsilon(team_caps_units),
+        samples_spent=to_epsilon(p.samples_spent_units),
     )  # fmt: skip
 
 

@@ -168,6 +168,13 @@ class UnseenClient:
     def register_dataset(self, **body: Any) -> dict[str, Any]:
         return self._request("POST", "/v1/datasets", json=body)
 
+    def synthesize(self, dataset: str, **spec: Any) -> dict[str, Any]:
+        """Make the dataset's public sample a DP synthetic table (organizers): its report."""
+        return self._request("POST", f"/v1/datasets/{dataset}/synthesize", json=spec)
+
+    def syntheses(self, dataset: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/datasets/{dataset}/syntheses")
+
     def datasets(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/datasets")
 

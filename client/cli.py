@@ -20,6 +20,7 @@ from client.organizer_commands import (
 )
 from client.query_commands import estimate, query
 from client.run_command import run
+from client.synthesis_commands import synthesize as _synthesize  # noqa: F401 (registers it)
 
 app = typer.Typer(
     name="unseen",

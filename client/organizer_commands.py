@@ -333,7 +333,17 @@ def datasets(
 def register(
     name: Annotated[str, typer.Argument(help="Name contestants will use.")],
     source: Annotated[Path, typer.Option(help="Full data: a Parquet file on the server's node.")],
-    sample: Annotated[Path, typer.Option(help="Public sample you made (never real rows).")],
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="A public sample file you made (never real rows); or --synthesize."),
+    ] = None,
+    synthesize: Annotated[
+        float | None,
+        typer.Option(
+            help="ε of a DP synthetic sample made from the full data (the safe default; time "
+            "ranges from --manifest); charged to the population"
+        ),
+    ] = None,
     manifest: Annotated[
         Path | None,
         typer.Option(help="A `unseen data generate` manifest: unit, bounds, key sets from it."),
@@ -369,14 +379,26 @@ def register(
     token: Token = None,
 ) -> None:
     """Register a dataset: the server (or the data node named) partitions the full data into
-    blocks and publishes the sample.
+    blocks and publishes the sample: a DP synthetic one with --synthesize E, or your file.
 
     Example: unseen datasets register transport_cards --source /data/cards.parquet
-             --sample /data/cards-sample.parquet --manifest /data/manifest.json
+             --synthesize 1 --manifest /data/manifest.json
     """
     where = (lambda path: str(path)) if node else (lambda path: str(path.resolve()))
-    body: dict[str, Any] = {"name": name, "source_path": where(source),
-                            "sample_path": where(sample), "bounds": {}, "key_sets": {}}  # fmt: skip
+    if (sample is None) == (synthesize is None):
+        errors.print("give --synthesize EPSILON (a DP synthetic sample of the full data) or "
+                     "--sample FILE (one you made, never real rows)")  # fmt: skip
+        raise typer.Exit(EXIT_USAGE)
+    body: dict[str, Any] = {"name": name, "source_path": where(source), "bounds": {},
+                            "key_sets": {}}  # fmt: skip
+    if sample is not None:
+        body["sample_path"] = where(sample)
+    else:
+        from client.synthesis_commands import synthesis_body
+
+        assert synthesize is not None
+        body["synthesize"] = synthesis_body(name, synthesize, None, None, None, None, None,
+                                            None, manifest)  # fmt: skip
     if manifest is not None:
         entries = read_json_file(manifest, "manifest").get("datasets", [])
         entry = next((e for e in entries if e.get("name") == name), None)
@@ -415,6 +437,14 @@ def register(
     console.print(f"registered {name}: {registered['blocks']} blocks, "
                   f"{registered['rows']:,} rows, {registered['units']:,} units, "
                   f"population {registered['population']}")  # fmt: skip
+    if registered.get("synthetic"):
+        from client.synthesis_commands import show_report
+
+        with connected(url, token) as client:
+            latest = client.syntheses(name)[0]
+        console.print(f"its public sample is synthetic: {registered['sample_rows']:,} rows at "
+                      f"ε={registered['sample_epsilon']:g}")  # fmt: skip
+        show_report(latest["report"])
 
 
 @populations_app.callback(invoke_without_command=True)

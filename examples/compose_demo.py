@@ -32,7 +32,7 @@ from rich.table import Table
 
 from client.api import UnseenClient
 from client.plans import Query
-from examples.demo import EXAMPLE, console, make_data, manifest, open_contest, watch
+from examples.demo import EXAMPLE, WORK, console, manifest, open_contest, unseen, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDINGS = {"node-a": "transport_cards", "node-b": "taxi_gps"}
@@ -121,6 +121,18 @@ def running_stack(
     finally:
         if not keep:
             stack.down()
+
+
+def make_data() -> tuple[Path, Path]:
+    """The demo's tables and, for each, a sample from another seed of the generator. On the
+    stack the samples stay files the organizer registers with the data (the generator's
+    tables hold nobody real); synthesizing on a data node is `unseen datasets synthesize`."""
+    full, sample = WORK / "data" / "full", WORK / "data" / "sample"
+    for out, size, seed in ((full, "demo", "1"), (sample, "test", "2")):
+        if not (out / "manifest.json").exists():
+            console.print(f"[bold]generating {size} data (seed {seed}) in {out}")
+            unseen("data", "generate", "--size", size, "--seed", seed, "--out", str(out))
+    return full, sample
 
 
 def place_files(stack: ComposeStack, full: Path, sample: Path) -> dict[str, dict[str, object]]:

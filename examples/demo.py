@@ -3,7 +3,9 @@
 1. makes the demo data (kept between runs) and the runner image (built once, offline);
 2. starts a fresh embedded server (its state is wiped each run, so the demo is repeatable);
 3. as organizer: opens a contest in round two, admits a team with one contestant (its signed
-   licence uploaded and approved, identity verified), registers the three datasets;
+   licence uploaded and approved, identity verified), registers the three datasets, each with
+   a DP synthetic public sample made from its full data (ε charged to its population), and
+   prints each sample's fidelity summary;
 4. as the contestant: estimates the noise, submits examples/mean_fare_by_period.py in
    aggregate mode against the full transport-card data, and waits;
 5. as organizer: reviews and releases the output;
@@ -41,6 +43,9 @@ EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
 LICENCE = ROOT / "examples" / "signed-licence.pdf"
 EPSILON = 1.0
 QUERY_EPSILON = 1.0
+#: ε of each dataset's synthetic public sample (organizer spending, on its population).
+SAMPLE_EPSILON = 1.0
+SAMPLE_ROWS = 20_000
 # More blocks, less noise (scale ∝ 1/k), more container runs. UNSEEN_DEMO_BLOCKS scales down.
 _k = int(os.environ.get("UNSEEN_DEMO_BLOCKS", "100"))
 BLOCKS = {"transport_cards": _k, "taxi_gps": max(2, _k // 2), "bus_events": max(2, _k // 2)}
@@ -51,28 +56,31 @@ def unseen(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "client.cli", *args], check=True, cwd=ROOT)
 
 
-def make_data() -> tuple[Path, Path]:
-    full, sample = WORK / "data" / "full", WORK / "data" / "sample"
-    for out, size, seed in ((full, "demo", "1"), (sample, "test", "2")):
-        if not (out / "manifest.json").exists():
-            console.print(f"[bold]generating {size} data (seed {seed}) in {out}")
-            unseen("data", "generate", "--size", size, "--seed", seed, "--out", str(out))
-    return full, sample
+def make_data() -> Path:
+    full = WORK / "data" / "full"
+    if not (full / "manifest.json").exists():
+        console.print(f"[bold]generating demo data (seed 1) in {full}")
+        unseen("data", "generate", "--size", "demo", "--seed", "1", "--out", str(full))
+    return full
 
 
 def manifest(directory: Path) -> list[dict[str, object]]:
     return json.loads((directory / "manifest.json").read_text())["datasets"]
 
 
-def register_all(organizer: UnseenClient, full: Path, sample: Path) -> None:
-    samples = {entry["name"]: entry for entry in manifest(sample)}
+def register_all(organizer: UnseenClient, full: Path) -> None:
+    """Each dataset with a DP synthetic sample (never real rows), and its fidelity summary."""
     for entry in manifest(full):
         name = str(entry["name"])
         organizer.register_dataset(
             name=name,
             description=str(entry.get("description", "")),
             source_path=str(full / str(entry["file"])),
-            sample_path=str(sample / str(samples[name]["file"])),
+            synthesize={
+                "epsilon": SAMPLE_EPSILON,
+                "rows": SAMPLE_ROWS,
+                "time_bounds": entry.get("time_bounds", {}),
+            },
             unit_column=entry["unit_column"],
             bounds=entry.get("bounds", {}),
             key_sets=entry.get("key_sets", {}),
@@ -80,6 +88,20 @@ def register_all(organizer: UnseenClient, full: Path, sample: Path) -> None:
             team_epsilon=10.0,
         )
         console.print(f"registered [bold]{name}[/] ({BLOCKS.get(name, 50)} blocks)")
+        print(fidelity_summary(name, organizer.syntheses(name)[0]))
+
+
+def fidelity_summary(name: str, synthesis: dict[str, Any]) -> str:
+    """One line per dataset: the synthetic sample's mean error against the full data, beside a
+    real-row sample of the same size and independent 1-way marginals (organizers only)."""
+    summary = synthesis["report"]["summary"]
+    cells = "; ".join(
+        f"{way} synthetic {s['synthetic']['mean']:.3f}, real rows {s['real_rows']['mean']:.3f}, "
+        f"independent {s['independent']['mean']:.3f}"
+        for way, s in summary.items()
+    )
+    return (f"synthetic sample of {name}: {synthesis['rows']:,} rows at "
+            f"ε={synthesis['epsilon']:g}; mean TVD from the full data: {cells}")  # fmt: skip
 
 
 def open_contest(organizer: UnseenClient) -> UnseenClient:
@@ -155,7 +177,7 @@ def show_query(job: dict) -> None:
 
 def main() -> int:
     started = time.monotonic()
-    full, sample = make_data()
+    full = make_data()
     unseen("images", "build")
     server_dir = WORK / "server"
     shutil.rmtree(server_dir, ignore_errors=True)
@@ -165,7 +187,7 @@ def main() -> int:
         with UnseenClient(server.url, bootstrap) as anonymous:
             organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
         contestant = open_contest(organizer)
-        register_all(organizer, full, sample)
+        register_all(organizer, full)
 
         outputs = runpy.run_path(str(EXAMPLE))["OUTPUTS"]
         for plan in contestant.estimate("transport_cards", outputs, EPSILON):

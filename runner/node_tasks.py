@@ -41,6 +41,7 @@ from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
 from runner.sample import CODE_FILE, write_code
+from runner.synthesize import Declaration, SynthesisSpec, synthesize_blocks
 from sandbox.container import SandboxLimits
 from sandbox.policy import check_code
 
@@ -97,10 +98,14 @@ def _own_file(raw: str, what: str) -> Path:
     return path.resolve()
 
 
-def _dataset_files(source_path: str, sample_path: str) -> tuple[Path, Path]:
+def _dataset_files(source_path: str, sample_path: str) -> tuple[Path, Path | None]:
     """A dataset's full file and its public sample: both this node's own, the sample a
-    separate file and small enough to travel to the API."""
-    source, sample = _own_file(source_path, "source_path"), _own_file(sample_path, "sample_path")
+    separate file and small enough to travel to the API. No sample ("") when the dataset's
+    sample is to be synthesized from the full data."""
+    source = _own_file(source_path, "source_path")
+    if not sample_path:
+        return source, None
+    sample = _own_file(sample_path, "sample_path")
     if source == sample:
         raise ValueError("the public sample must be a separate file, never the full data itself")
     if sample.stat().st_size > MAX_SAMPLE_BYTES:
@@ -122,7 +127,7 @@ def inspect_dataset(source_path: str, sample_path: str) -> dict[str, Any]:
     API whether the same bytes (the same people) are registered already."""
     source, sample = _dataset_files(source_path, sample_path)
     columns, _rows = parquet_columns(source)
-    sample_columns, sample_rows = parquet_columns(sample)
+    sample_columns, sample_rows = parquet_columns(sample) if sample else (columns, 0)
     with source.open("rb") as file:
         sha256 = hashlib.file_digest(file, "sha256").hexdigest()
     return {"columns": columns, "sample_columns": sample_columns, "sample_rows": sample_rows,
@@ -156,8 +161,28 @@ def prepare_dataset(
         raise
     return {
         "directory": str(layout.directory), "blocks": layout.blocks, "rows": layout.rows,
-        "units": layout.units, "sample": base64.b64encode(sample.read_bytes()).decode("ascii"),
+        "units": layout.units,
+        "sample": base64.b64encode(sample.read_bytes()).decode("ascii") if sample else "",
     }  # fmt: skip
+
+
+@app.task(name="unseen.synthesize_dataset", bind=True)
+def synthesize_dataset(
+    self: Task, directory: str, declared: dict[str, Any], spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A DP synthetic sample of one of this node's datasets (``runner.synthesize``): the rows
+    stay here; only the synthetic table (bounded like a sample) and the organizers' fidelity
+    report go back."""
+    layout = load_layout(_own_directory(directory))
+    declaration = Declaration(dict(declared["columns"]), str(declared["unit_column"]),
+                              dict(declared["bounds"]), dict(declared["key_sets"]))  # fmt: skip
+    with _heartbeat(self, {"done": 0}):
+        made = synthesize_blocks(layout, declaration, SynthesisSpec.from_wire(spec))
+    if len(made.parquet) > MAX_SAMPLE_BYTES:
+        raise ValueError(f"the synthetic sample is over {MAX_SAMPLE_BYTES >> 20} MiB; ask for "
+                         "fewer rows")  # fmt: skip
+    return {"parquet": base64.b64encode(made.parquet).decode("ascii"), "rows": made.rows,
+            "report": made.report}  # fmt: skip
 
 
 @app.task(name="unseen.query_blocks")

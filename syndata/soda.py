@@ -128,6 +128,8 @@ class DatasetInfo:
     schema: pa.Schema
     bounds: dict[str, list[float]] = field(default_factory=dict)
     key_sets: dict[str, list[str | int]] = field(default_factory=dict)
+    #: Public time ranges (ISO): the grid a synthetic sample's timestamps are binned on.
+    time_bounds: dict[str, list[str]] = field(default_factory=dict)
 
     def manifest_entry(self) -> dict[str, object]:
         """JSON-ready registration metadata (fresh copies, safe to mutate)."""
@@ -139,6 +141,7 @@ class DatasetInfo:
             "columns": {f.name: str(f.type) for f in self.schema},
             "bounds": {column: list(pair) for column, pair in self.bounds.items()},
             "key_sets": {column: list(keys) for column, keys in self.key_sets.items()},
+            "time_bounds": {column: list(pair) for column, pair in self.time_bounds.items()},
         }
 
 
@@ -164,6 +167,7 @@ DATASETS: dict[str, DatasetInfo] = {
                 ]
             ),
             bounds={"fare": [0.0, MAX_FARE]},
+            time_bounds={"ts": [str(WEEK_START), str(WEEK_END)]},
             key_sets={
                 "event": ["in", "out"],
                 "line": list(range(1, METRO_LINES + 1)),
@@ -187,6 +191,7 @@ DATASETS: dict[str, DatasetInfo] = {
             ),
             bounds={"lon": list(LON_RANGE), "lat": list(LAT_RANGE), "speed": [0.0, MAX_SPEED]},
             key_sets={"occupied": [0, 1]},
+            time_bounds={"ts": [str(WEEK_START), str(WEEK_END)]},
         ),
         DatasetInfo(
             name="bus_events",
@@ -207,6 +212,7 @@ DATASETS: dict[str, DatasetInfo] = {
                 "route": list(range(1, BUS_ROUTES + 1)),
                 "station_id": list(range(1, BUS_STOPS + 1)),
             },
+            time_bounds={"ts": [str(WEEK_START), str(WEEK_END)]},
         ),
     )
 }

@@ -32,7 +32,11 @@ def test_demo_runs_end_to_end_and_is_repeatable(runner_image: str, tmp_path: Pat
             assert row, done.stdout
             assert float(row.group(2)) == pytest.approx(8 / 4 * 3, abs=1e-3)  # noise scale
         assert "epsilon spent by this job: 1, by the query: 1" in done.stdout
-        assert "spent 2 of 10, remaining 8" in done.stdout
+        assert "spent 2 of 10, remaining 8" in done.stdout  # samples: organizers' spending
+        for name in ("transport_cards", "taxi_gps", "bus_events"):
+            assert f"synthetic sample of {name}: 20,000 rows at ε=1; mean TVD" in done.stdout
+        # The cards' population: the sample's ε, the job's and the query's, over all teams.
+        assert "(the population has 97 of 100 left over all teams)" in done.stdout
         lines = re.findall(r"│\s+(\d+) │\s+(-?\d+) │\s+\d+ │\s+([\d.]+) │", done.stdout)
         assert len(lines) == 20  # the query's table: every public metro line, once
         assert all(0 <= float(fare) <= 15 for _, _, fare in lines)

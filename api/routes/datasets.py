@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api import crud
+from api import crud, synthesis
 from api.auth import CurrentUser, Organizer
 from api.context import Context
 from api.errors import ApiError
@@ -91,8 +91,8 @@ def _check_sample(columns: dict[str, str], sample_columns: dict[str, str]) -> No
 
 def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
     source = _existing_file(body.source_path, "source_path")
-    sample = _existing_file(body.sample_path, "sample_path")
-    if source.resolve() == sample.resolve():
+    sample = _existing_file(body.sample_path, "sample_path") if body.sample_path else None
+    if sample is not None and source.resolve() == sample.resolve():
         raise ApiError(
             422,
             "sample_is_source",
@@ -100,7 +100,7 @@ def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
         )
     try:
         columns, _rows = parquet_columns(source)
-        sample_columns, sample_rows = parquet_columns(sample)
+        sample_columns, sample_rows = parquet_columns(sample) if sample else (columns, 0)
     except PartitionError as exc:
         raise ApiError(422, "bad_parquet", str(exc)) from exc
     _check_sample(columns, sample_columns)
@@ -108,7 +108,8 @@ def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
     with source.open("rb") as file:
         sha256 = hashlib.file_digest(file, "sha256").hexdigest()
     layout = partition_dataset(source, directory / "blocks", body.unit_column, blocks)
-    shutil.copyfile(sample, directory / "sample.parquet")
+    if sample is not None:
+        shutil.copyfile(sample, directory / "sample.parquet")
     return _Prepared(layout, columns, sample_rows, sha256)
 
 
@@ -125,7 +126,7 @@ def _prepare_on_node(
             "it with UNSEEN_BROKER_URL, or register the data on this server (omit node)",
         )
     try:
-        seen = nodes.call(node, "unseen.inspect_dataset", body.source_path, body.sample_path)
+        seen = nodes.call(node, "unseen.inspect_dataset", body.source_path, body.sample_path or "")
         described = {"columns", "sample_columns", "sample_rows", "sha256"}
         if not isinstance(seen, dict) or set(seen) != described:
             raise ApiError(502, "node_answer", f"node {node!r} described the files oddly")
@@ -134,8 +135,8 @@ def _prepare_on_node(
         _check_sample(seen["columns"], seen["sample_columns"])
         _check_declaration(body, seen["columns"])
         made = nodes.call(
-            node, "unseen.prepare_dataset", directory.name, body.source_path, body.sample_path,
-            body.unit_column, blocks,
+            node, "unseen.prepare_dataset", directory.name, body.source_path,
+            body.sample_path or "", body.unit_column, blocks,
         )  # fmt: skip
     except NodeUnavailable as exc:
         raise ApiError(503, "node_unavailable", str(exc)) from exc
@@ -143,7 +144,8 @@ def _prepare_on_node(
         raise ApiError(422, "node_refused", f"node {node!r}: {exc}") from exc
     layout = _node_layout(made, blocks, node)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sample.parquet").write_bytes(base64.b64decode(made["sample"], validate=True))
+    if made["sample"]:
+        (directory / "sample.parquet").write_bytes(base64.b64decode(made["sample"], validate=True))
     return _Prepared(layout, dict(seen["columns"]), int(seen["sample_rows"]), seen["sha256"])
 
 
@@ -165,7 +167,16 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
     """Partition the full data into keyed-hash blocks, here or on the data node holding it,
     and publish the organizer's sample. The dataset joins a population (``population``): the
     one of a dataset of the contest with the same source bytes, else the one named, else a
-    new one named after it; budgets are kept per team and population."""
+    new one named after it; budgets are kept per team and population.
+
+    With ``synthesize`` instead of a sample file, the public sample is then made as a DP
+    synthetic table of the full data (``POST /v1/datasets/{name}/synthesize``)."""
+    if (body.sample_path is None) == (body.synthesize is None):
+        raise ApiError(
+            422, "sample_needed",
+            "give synthesize (a DP synthetic sample made from the full data: the safe choice) "
+            "or sample_path (a file you made, never real rows), not both and not neither",
+        )  # fmt: skip
     with ctx.db.read() as session:
         contest = crud.resolve_contest(session, body.contest)
         if session.scalar(select(Dataset.id).where(Dataset.name == body.name)):
@@ -179,7 +190,8 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
             prepared = _prepare_here(body, blocks, directory)
         else:
             prepared = _prepare_on_node(body, node, blocks, directory, ctx.nodes)
-        (directory / "sample.parquet").chmod(0o644)
+        if body.sample_path:
+            (directory / "sample.parquet").chmod(0o644)
         dataset = Dataset(
             id=dataset_id,
             name=body.name,
@@ -192,7 +204,7 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
             rows=prepared.layout.rows,
             units=prepared.layout.units,
             directory=str(prepared.layout.directory),
-            sample_path=str(directory / "sample.parquet"),
+            sample_path=str(directory / "sample.parquet") if body.sample_path else "",
             sample_rows=prepared.sample_rows,
             node=node,
             contest_id=contest.id,
@@ -219,6 +231,19 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    if body.synthesize is not None:
+        try:
+            synthesis.synthesize(ctx, body.name, body.synthesize, actor)
+        except ApiError as exc:
+            raise ApiError(
+                exc.status, exc.code,
+                f"dataset {body.name!r} is registered, but its synthetic sample was not made: "
+                f"{exc.message}. Make it with `unseen datasets synthesize {body.name} "
+                "--epsilon E`",
+                registered=True, **exc.extra,
+            ) from exc  # fmt: skip
+        with ctx.db.read() as session:
+            dataset = crud.get_dataset(session, body.name)
     return dataset_organizer_view(dataset)
 
 
@@ -246,6 +271,12 @@ def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
     with ctx.db.transaction() as session:
         dataset = crud.get_dataset(session, name, user)
         crud.require_sample_access(session, user)
+        if not dataset.sample_path:
+            raise ApiError(
+                404, "no_sample",
+                f"dataset {name!r} has no public sample yet; the organizers make one with "
+                f"`unseen datasets synthesize {name} --epsilon E`",
+            )  # fmt: skip
         crud.audit(session, user, "sample.downloaded", dataset=name)
     return FileResponse(
         dataset.sample_path,

@@ -1,0 +1,397 @@
+"""A dataset's synthetic public sample, made where its blocks are: measure (``privacy.synthesis``),
+fit a graphical model to the noisy marginals (Private-PGM, the ``mbi`` package), sample rows,
+give them synthetic units, decode them to the full data's exact schema, and measure fidelity.
+
+Only the measurements touch the data under DP; everything after them is post-processing, with
+randomness seeded from ``secrets`` (mbi samples with numpy's global generator, seeded here just
+before). The fidelity report compares the synthetic sample's marginals with the full data's,
+side by side with a same-size uniform sample of real rows and with independent 1-way
+marginals: it is computed from the full data and is for organizers only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import secrets
+import time
+import tracemalloc
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from privacy.synthesis import (
+    Attribute,
+    Measurements,
+    SynthesisError,
+    Tally,
+    checked_pairs,
+    measure,
+)
+from runner.blocks import BlockLayout
+
+DEFAULT_ROWS = 20_000
+MAX_ROWS = 1_000_000
+DEFAULT_ROWS_PER_UNIT = 10
+DEFAULT_BINS = 16
+DEFAULT_GRID_SECONDS = 3600
+ESTIMATION_ITERS = 1000
+
+
+@dataclass(frozen=True)
+class SynthesisSpec:
+    """What the organizer asks for; every field is public (chosen before any data is read)."""
+
+    epsilon: float
+    rows: int = DEFAULT_ROWS
+    rows_per_unit: int = DEFAULT_ROWS_PER_UNIT
+    bins: dict[str, int] = field(default_factory=dict)
+    time_bounds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    grid_seconds: dict[str, int] = field(default_factory=dict)
+    marginals: list[tuple[str, str]] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "epsilon": self.epsilon, "rows": self.rows, "rows_per_unit": self.rows_per_unit,
+            "bins": self.bins, "time_bounds": {k: list(v) for k, v in self.time_bounds.items()},
+            "grid_seconds": self.grid_seconds,
+            "marginals": None if self.marginals is None else [list(p) for p in self.marginals],
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> SynthesisSpec:
+        marginals = raw.get("marginals")
+        return cls(
+            epsilon=float(raw["epsilon"]), rows=int(raw["rows"]),
+            rows_per_unit=int(raw["rows_per_unit"]), bins=dict(raw.get("bins") or {}),
+            time_bounds={k: (v[0], v[1]) for k, v in (raw.get("time_bounds") or {}).items()},
+            grid_seconds=dict(raw.get("grid_seconds") or {}),
+            marginals=None if marginals is None else [(a, b) for a, b in marginals],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """The dataset's public declaration: schema, unit, bounds, key sets."""
+
+    columns: dict[str, str]
+    unit_column: str
+    bounds: dict[str, Sequence[float]]
+    key_sets: dict[str, list[Any]]
+
+
+def _micros(raw: str, column: str) -> int:
+    try:
+        at = datetime.fromisoformat(raw)
+    except (TypeError, ValueError) as exc:
+        raise SynthesisError(
+            f"time_bounds of {column!r}: {raw!r} is not an ISO date or time (e.g. 2026-03-02)"
+        ) from exc
+    return int(np.datetime64(at.replace(tzinfo=None), "us").astype(np.int64))
+
+
+def attributes_for(declared: Declaration, spec: SynthesisSpec) -> tuple[Attribute, ...]:
+    """Every column but the unit on a public domain, or a SynthesisError naming the fix. Public:
+    decided on the declaration and the spec alone, before any data is read."""
+    if not 1 <= spec.rows <= MAX_ROWS:
+        raise SynthesisError(f"rows must be in 1..{MAX_ROWS:,}; got {spec.rows}")
+    for option in ("bins", "time_bounds", "grid_seconds"):
+        for column in getattr(spec, option):
+            if column not in declared.columns or column == declared.unit_column:
+                others = ", ".join(c for c in declared.columns if c != declared.unit_column)
+                raise SynthesisError(
+                    f"{option} names {column!r}, which is not a synthesized column of the data "
+                    f"(columns: {others})"
+                )
+    attributes = []
+    for name, arrow_type in declared.columns.items():
+        if name == declared.unit_column:
+            continue
+        if name in declared.key_sets:
+            attributes.append(Attribute(name, "category", tuple(declared.key_sets[name])))
+        elif arrow_type == "bool":
+            attributes.append(Attribute(name, "category", (False, True)))
+        elif arrow_type.startswith(("timestamp", "date")):
+            if name not in spec.time_bounds:
+                raise SynthesisError(
+                    f"column {name!r} is a time: give its public range, time_bounds "
+                    f"{{{name!r}: [start, end]}} (CLI: --time {name}:START:END), and optionally "
+                    f"its grid in seconds (default {DEFAULT_GRID_SECONDS})"
+                )
+            start, end = (_micros(v, name) for v in spec.time_bounds[name])
+            step = int(spec.grid_seconds.get(name, DEFAULT_GRID_SECONDS)) * 1_000_000
+            if not (end > start and step > 0):
+                raise SynthesisError(f"time_bounds of {name!r}: start must be before end")
+            attributes.append(Attribute(name, "time", bins=math.ceil((end - start) / step),
+                                        start_us=start, step_us=step))  # fmt: skip
+        elif name in declared.bounds:
+            lo, hi = (float(v) for v in declared.bounds[name])
+            attributes.append(Attribute(name, "numeric", lo=lo, hi=hi,
+                                        bins=int(spec.bins.get(name, DEFAULT_BINS))))  # fmt: skip
+        else:
+            raise SynthesisError(
+                f"column {name!r} ({arrow_type}) has no public domain: declare a key set for it "
+                "(text, codes) or bounds (numbers) at registration, so it can be synthesized"
+            )
+    if spec.marginals is not None:
+        checked_pairs(spec.marginals, [a.name for a in attributes])
+    Tally(tuple(attributes), spec.rows_per_unit)  # the cells and R, checked before any data
+    return tuple(attributes)
+
+
+# --- on the data's node ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    parquet: bytes
+    rows: int
+    report: dict[str, Any]
+
+
+def synthesize_blocks(
+    layout: BlockLayout,
+    declared: Declaration,
+    spec: SynthesisSpec,
+    analysis: Callable[[pd.DataFrame], Mapping[str, float]] | None = None,
+) -> Synthesized:
+    """The synthetic sample of a partitioned dataset, and its fidelity report."""
+    started = time.monotonic()
+    attributes = attributes_for(declared, spec)
+    tally = Tally(attributes, spec.rows_per_unit)
+    names = [a.name for a in attributes]
+    schema = pq.read_schema(layout.block_path(0))
+    keep = min(1.0, spec.rows / max(1, layout.rows))
+    pick = np.random.default_rng(secrets.randbits(128))
+    real_parts: list[pd.DataFrame] = []
+    for index in range(layout.blocks):
+        block = pq.read_table(layout.block_path(index)).to_pandas()
+        units = block[declared.unit_column].to_numpy()
+        tally.add({n: block[n].to_numpy() for n in names}, units)
+        real_parts.append(block[pick.random(len(block)) < keep])
+    measured = measure(tally, spec.epsilon, spec.marginals)
+    measured_at = time.monotonic()
+    model_rows = sample_model(measured, spec.rows)
+    synthetic = _table(model_rows, measured, declared.unit_column, schema)
+    independent = _table(sample_independent(measured, spec.rows), measured,
+                         declared.unit_column, schema)  # fmt: skip
+    real = pa.Table.from_pandas(
+        pd.concat(real_parts, ignore_index=True).iloc[: spec.rows], schema=schema,
+        preserve_index=False,
+    )  # fmt: skip
+    report = fidelity_report(tally, {"synthetic": synthetic, "real_rows": real,
+                                     "independent": independent})  # fmt: skip
+    report.update(_public_facts(measured, spec), seconds=round(time.monotonic() - started, 2),
+                  measure_seconds=round(measured_at - started, 2))  # fmt: skip
+    if analysis is not None:
+        report["analysis"] = analysis_report(
+            analysis, pd.concat([pq.read_table(layout.block_path(i)).to_pandas()
+                                 for i in range(layout.blocks)], ignore_index=True),
+            {"synthetic": synthetic, "real_rows": real, "independent": independent},
+        )  # fmt: skip
+    buffer = io.BytesIO()
+    pq.write_table(synthetic, buffer)
+    return Synthesized(buffer.getvalue(), synthetic.num_rows, report)
+
+
+def _public_facts(measured: Measurements, spec: SynthesisSpec) -> dict[str, Any]:
+    """What the report says about the mechanism itself: all public or DP."""
+    return {
+        "epsilon": float(measured.epsilon),
+        "rows_per_unit": measured.rows_per_unit,
+        "rows": spec.rows,
+        "pairs": [list(c) for c in measured.marginals if len(c) == 2],
+        "pairs_selected": measured.pairs_selected,
+        "split": {k: float(v) for k, v in vars(measured.split).items()},
+        "units_histogram": list(measured.units_histogram),
+        "synthesizer": "MST (pure ε, discrete Laplace, permute-and-flip) + Private-PGM (mbi)",
+    }
+
+
+# --- post-processing: model, rows, units, values -----------------------------------------------
+
+
+def sample_model(measured: Measurements, rows: int) -> dict[str, np.ndarray]:
+    """Rows drawn from the Private-PGM model fitted to the noisy marginals."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import mbi
+        from mbi import estimation
+    attributes = measured.attributes
+    if not attributes:
+        return {}
+    domain = mbi.Domain(tuple(a.name for a in attributes), tuple(a.size for a in attributes))
+    loss = [
+        mbi.LinearMeasurement(counts.astype(np.float64).ravel(), clique,
+                              stddev=float(measured.scales[clique]) * math.sqrt(2))
+        for clique, counts in measured.marginals.items()
+    ]  # fmt: skip
+    total = max(1.0, float(np.median([np.clip(measured.one_way(a.name), 0, None).sum()
+                                      for a in attributes])))  # fmt: skip
+    model = estimation.MirrorDescent().estimate(domain, loss, known_total=total,
+                                                iters=ESTIMATION_ITERS)  # fmt: skip
+    np.random.seed(secrets.randbits(32))  # mbi samples with numpy's global generator
+    data = model.synthetic_data(rows).to_dict()
+    order = np.random.default_rng(secrets.randbits(128)).permutation(rows)
+    return {name: np.asarray(data[name])[order] for name in domain.attributes}
+
+
+def sample_independent(measured: Measurements, rows: int) -> dict[str, np.ndarray]:
+    """The baseline: every column drawn alone from its noisy 1-way marginal."""
+    rng = np.random.default_rng(secrets.randbits(128))
+    out = {}
+    for a in measured.attributes:
+        counts = np.clip(measured.one_way(a.name).astype(np.float64), 0, None)
+        p = counts / counts.sum() if counts.sum() > 0 else np.full(a.size, 1 / a.size)
+        out[a.name] = rng.choice(a.size, rows, p=p)
+    return out
+
+
+def unit_sizes(histogram: Sequence[int], rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows per synthetic unit, drawn from the noisy rows-per-unit histogram, adding up to
+    ``rows`` (the last unit takes what is left)."""
+    weights = np.clip(np.asarray(histogram, np.float64), 0, None)
+    p = weights / weights.sum() if weights.sum() > 0 else np.eye(len(weights))[0]
+    mean = float(np.dot(p, np.arange(1, len(p) + 1)))
+    sizes = rng.choice(np.arange(1, len(p) + 1), math.ceil(rows / mean * 1.2) + 10, p=p)
+    while sizes.sum() < rows:
+        sizes = np.concatenate([sizes, rng.choice(np.arange(1, len(p) + 1), len(sizes), p=p)])
+    ends = np.cumsum(sizes)
+    count = int(np.searchsorted(ends, rows)) + 1
+    sizes = sizes[:count].copy()
+    sizes[-1] -= int(ends[count - 1]) - rows
+    return sizes
+
+
+def _table(codes: Mapping[str, np.ndarray], measured: Measurements, unit_column: str,
+           schema: pa.Schema) -> pa.Table:  # fmt: skip
+    """Decoded rows with synthetic units, in the full data's schema, by unit and time."""
+    rng = np.random.default_rng(secrets.randbits(128))
+    rows = len(next(iter(codes.values()))) if codes else 0
+    sizes = unit_sizes(measured.units_histogram, rows, rng)
+    unit = np.repeat(np.arange(1, len(sizes) + 1), sizes)
+    columns: dict[str, np.ndarray] = {}
+    for a in measured.attributes:
+        columns[a.name] = decode(a, codes[a.name], schema.field(a.name).type, rng)
+    order_keys = [unit]
+    times = [a.name for a in measured.attributes if a.kind == "time"]
+    if times:
+        order_keys.insert(0, codes[times[0]])
+    order = np.lexsort(order_keys)
+    arrays = []
+    for f in schema:
+        if f.name == unit_column:
+            arrays.append(_units(unit[order], f.type))
+        else:
+            arrays.append(pa.array(columns[f.name][order]).cast(f.type, safe=False))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _units(unit: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    if pa.types.is_integer(arrow_type):
+        return pa.array(unit).cast(arrow_type)
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pa.array(np.char.add("synthetic-", unit.astype(str)).astype(object), arrow_type)
+    raise SynthesisError(f"a unit column of type {arrow_type} cannot be synthesized")
+
+
+def decode(attribute: Attribute, codes: np.ndarray, arrow_type: pa.DataType,
+           rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """Values for codes: the key, a uniform point of the bin (an integer one for integer
+    columns), a uniform instant of the grid step."""
+    a = attribute
+    if a.kind == "category":
+        values = np.empty(len(a.values), dtype=object)
+        values[:] = list(a.values)
+        return values[codes]
+    if a.kind == "numeric":
+        width = (a.hi - a.lo) / a.bins
+        values = a.lo + (codes + rng.random(len(codes))) * width
+        if pa.types.is_integer(arrow_type):
+            return np.clip(np.floor(values), math.ceil(a.lo), math.floor(a.hi)).astype(np.int64)
+        return np.clip(values, a.lo, a.hi)
+    micros = (
+        a.start_us + codes.astype(np.int64) * a.step_us + rng.integers(0, a.step_us, len(codes))
+    )
+    return micros.astype("datetime64[us]")
+
+
+# --- the fidelity report (organizers only: computed from the full data) ------------------------
+
+
+def _codes(table: pa.Table, attributes: Sequence[Attribute]) -> dict[str, np.ndarray]:
+    frame = table.select([a.name for a in attributes]).to_pandas()
+    return {a.name: a.encode(frame[a.name].to_numpy()) for a in attributes}
+
+
+def _tvd(truth: np.ndarray, counts: np.ndarray) -> float:
+    p = truth / max(1, truth.sum())
+    q = counts / max(1, counts.sum())
+    return float(0.5 * np.abs(p - q).sum())
+
+
+def fidelity_report(tally: Tally, tables: Mapping[str, pa.Table]) -> dict[str, Any]:
+    """Total variation distance of every 1-way and 2-way marginal of each table from the full
+    data's (0: the same distribution, 1: disjoint), per marginal and summarized."""
+    marginals: list[dict[str, Any]] = []
+    coded = {name: _codes(t, tally.attributes) for name, t in tables.items()}
+    for clique in tally.cliques():
+        truth = tally.full[clique]
+        row: dict[str, Any] = {"columns": list(clique)}
+        for name, codes in coded.items():
+            known = np.ones(len(next(iter(codes.values()))), bool)
+            for n in clique:
+                known &= codes[n] >= 0
+            flat = np.ravel_multi_index(tuple(codes[n][known] for n in clique), truth.shape)
+            counts = np.bincount(flat, minlength=truth.size).reshape(truth.shape)
+            row[name] = round(_tvd(truth, counts), 4)
+        marginals.append(row)
+    summary = {}
+    for way in (1, 2):
+        rows = [m for m in marginals if len(m["columns"]) == way]
+        summary[f"{way}-way"] = {
+            name: {"mean": round(float(np.mean([m[name] for m in rows])), 4) if rows else 0.0,
+                   "max": round(float(np.max([m[name] for m in rows])), 4) if rows else 0.0}
+            for name in tables
+        }  # fmt: skip
+    return {"metric": "total variation distance from the full data", "summary": summary,
+            "marginals": marginals}  # fmt: skip
+
+
+def analysis_report(
+    analysis: Callable[[pd.DataFrame], Mapping[str, float]],
+    full: pd.DataFrame,
+    tables: Mapping[str, pa.Table],
+) -> list[dict[str, Any]]:
+    """The example analysis on the full data and on each table: its values and absolute
+    errors, output by output."""
+    truth = dict(analysis(full))
+    found = {name: dict(analysis(t.to_pandas())) for name, t in tables.items()}
+    rows = []
+    for output, value in truth.items():
+        row: dict[str, Any] = {"output": output, "full": round(float(value), 4)}
+        for name, values in found.items():
+            got = values.get(output)
+            row[name] = None if got is None else round(float(got), 4)
+            row[f"{name}_error"] = None if got is None else round(abs(float(got) - value), 4)
+        rows.append(row)
+    return rows
+
+
+def peak_memory(run: Callable[[], Any]) -> tuple[Any, int]:
+    """``run()``'s result and the peak bytes Python allocated meanwhile (bench)."""
+    tracemalloc.start()
+    try:
+        return run(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
