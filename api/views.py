@@ -107,11 +107,19 @@ def _job_fields(job: Job, dataset: str, team: str) -> dict[str, object]:
         "schedule": schedule,
         "error_class": job.error_class,
         "review_reason": job.review_reason,
+        "charge": _charge(job),
         "result": _values(job.result) if released else None,
         "sample_run": SampleRunOut(**job.sample_run) if job.sample_run else None,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
     }
+
+
+def _charge(job: Job) -> str:
+    """What the lifecycle did to the job's reservation (``Job.budget_effect``)."""
+    if job.target == "sample":
+        return "none"
+    return {"commit": "charged", "return": "returned"}.get(job.budget_effect or "", "reserved")
 
 
 def job_organizer_view(
@@ -156,7 +164,7 @@ def contestant_job_fields(
         ),
     )
     if not seen.revealed:
-        fields.update(error_class=None, review_reason=None, result=None)
+        fields.update(error_class=None, review_reason=None, result=None, charge="reserved")
     return fields
 
 
