@@ -32,6 +32,8 @@ def perform(
     if "state" in values:
         raise ValueError("the state is the move's to set, not the caller's")
     row = TRANSITIONS[move]
+    if row.budget is not BudgetEffect.NONE:
+        values = {**values, "budget_effect": row.budget.value}
     moved = updated_rows(
         session,
         update(Job)

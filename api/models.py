@@ -237,6 +237,9 @@ class Job(Base):
     # Noisy values: stored at awaiting_review, shown to the team only once released.
     result: Mapped[list[Any] | None] = mapped_column(default=None)
     noise_drawn: Mapped[bool] = mapped_column(default=False)
+    # What the job's lifecycle did to its reservation: None while held, then "commit" or
+    # "return" (runner.lifecycle.BudgetEffect), written by the move that did it.
+    budget_effect: Mapped[str | None] = mapped_column(String(8), default=None)
     # A run on the public sample keeps its full output: the sample is public.
     sample_run: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     review_reason: Mapped[str | None] = mapped_column(Text, default=None)

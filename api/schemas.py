@@ -215,11 +215,13 @@ class NewJob(Strict):
         None,
         ge=MIN_EPSILON_PER_JOB,
         le=MAX_EPSILON_PER_JOB,
+        allow_inf_nan=False,
         description="Required for target=full.",
     )
     combine: Literal["mean", "sum"] = "mean"
     block_seconds: float | None = Field(
         None,
+        allow_inf_nan=False,
         description="Every block's public time T (target=full): a block still running after "
         "T gets its declared defaults, and the job's length is fixed from T, the blocks and "
         "the node's slots. Default: 3 times this code's last run on the sample (on a half-second "
@@ -239,8 +241,8 @@ class EstimateIn(Strict):
     dataset: str
     outputs: list[OutputIn] = Field(default_factory=list)
     plan: dict[str, Any] | None = None
-    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB)
-    delta: float = Field(0.0, ge=0, le=1e-4)
+    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB, allow_inf_nan=False)
+    delta: float = Field(0.0, ge=0, le=1e-4, allow_inf_nan=False)
     combine: Literal["mean", "sum"] = "mean"
     code: str | None = Field(
         None,
@@ -255,10 +257,11 @@ class NewQuery(Strict):
         description="filter, group_by (public key domains only), aggregates "
         "[{name, op: count|sum|mean, column, lo, hi}], max_rows_per_unit, max_groups_per_unit."
     )
-    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB)
+    epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB, allow_inf_nan=False)
     delta: float = Field(
-        0.0, ge=0, le=1e-4, description="Only for group_by keys without a public set."
-    )
+        0.0, ge=0, le=1e-4, allow_inf_nan=False,
+        description="Only for group_by keys without a public set.",
+    )  # fmt: skip
 
 
 class NoiseOut(BaseModel):
@@ -347,6 +350,12 @@ class JobOut(BaseModel):
     )
     error_class: str | None
     review_reason: str | None
+    charge: Literal["none", "reserved", "charged", "returned"] = Field(
+        "reserved",
+        description="What became of the job's ε: held (reserved) until the schedule ends, then "
+        "charged (its code or plan ran on the full data, or noise was drawn) or returned "
+        "(it failed before touching the data); none for a run on the sample.",
+    )
     result: list[ReleasedOut] | None
     sample_run: SampleRunOut | None = Field(
         None, description="Only for target=sample; full-data runs never return logs."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from fastapi import Response
 from pydantic import BaseModel
@@ -61,6 +61,9 @@ class DatasetFields(TypedDict):
     sample_epsilon: float | None
 
 
+Charge = Literal["none", "reserved", "charged", "returned"]
+
+
 class JobFields(TypedDict):
     """The fields ``JobOut`` and ``JobOrganizerOut`` share: what a contestant's view may hold."""
 
@@ -81,6 +84,7 @@ class JobFields(TypedDict):
     review_reason: str | None
     result: list[ReleasedOut] | None
     sample_run: SampleRunOut | None
+    charge: Charge
     created_at: datetime
     updated_at: datetime
 
@@ -153,11 +157,21 @@ def _job_fields(job: Job, dataset: str, team: str) -> JobFields:
         "schedule": schedule,
         "error_class": job.error_class,
         "review_reason": job.review_reason,
+        "charge": _charge(job),
         "result": _values(job.result) if released else None,
         "sample_run": SampleRunOut(**job.sample_run) if job.sample_run else None,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
     }
+
+
+def _charge(job: Job) -> Charge:
+    """What the lifecycle did to the job's reservation (``Job.budget_effect``)."""
+    if job.target == "sample":
+        return "none"
+    if job.budget_effect == "commit":
+        return "charged"
+    return "returned" if job.budget_effect == "return" else "reserved"
 
 
 def job_organizer_view(
@@ -201,6 +215,7 @@ def contestant_job_fields(
     )
     if not seen.revealed:
         fields["error_class"] = fields["review_reason"] = fields["result"] = None
+        fields["charge"] = "reserved"
     return fields
 
 

@@ -260,8 +260,9 @@ class UnseenClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}")
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/jobs")
+    def jobs(self, prefix: str | None = None) -> list[dict[str, Any]]:
+        """Your team's jobs (organizers: all), newest first; only ids starting with ``prefix``."""
+        return self._request("GET", "/v1/jobs", params={"prefix": prefix} if prefix else None)
 
     def wait(
         self,

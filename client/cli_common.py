@@ -4,6 +4,9 @@ codes scripts can rely on (0 ok, 1 request failed, 2 usage, 3 refused by policy 
 from __future__ import annotations
 
 import json
+import math
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from client.config import resolve
+from client.config import NotLoggedIn, resolve
 
 if TYPE_CHECKING:
     from client.api import UnseenClient
@@ -33,7 +36,7 @@ Token = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line, however long
 
 #: Bidirectional overrides and isolates: they reorder what a terminal shows ("Trojan Source").
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -61,7 +64,11 @@ def connected(url: str | None, token: str | None, timeout: float = 60.0) -> Iter
     line and an exit code."""
     from client.api import UnseenClient
 
-    url, token = resolve(url, token)
+    try:
+        url, token = resolve(url, token)
+    except NotLoggedIn:
+        errors.print("not logged in; run `unseen login URL` (or give --url and --token)")
+        raise typer.Exit(EXIT_FAILED) from None
     with one_line_errors(url), UnseenClient(url, token, timeout) as client:
         yield client
 
@@ -74,11 +81,61 @@ def one_line_errors(url: str) -> Iterator[None]:
     try:
         yield
     except UnseenError as exc:
-        errors.print(f"refused: {exc.message}")
+        if exc.code == "unauthenticated" and "missing" in exc.message:
+            errors.print(f"not logged in to {url}; run `unseen login {url}` (or give --token)")
+            raise typer.Exit(EXIT_FAILED) from exc
+        errors.print(f"refused: {for_the_terminal(exc.message)}", markup=False)
         raise typer.Exit(EXIT_REFUSED if exc.code in REFUSALS else EXIT_FAILED) from exc
     except httpx.HTTPError as exc:
         errors.print(f"cannot reach the server at {url} ({exc}); check --url or UNSEEN_URL")
         raise typer.Exit(EXIT_FAILED) from exc
+
+
+#: The API's hints name its routes; a terminal user types commands.
+_ROUTES = (
+    ("GET /v1/teams/status", "`unseen teams`"),
+    ("GET /v1/teams", "`unseen teams`"),
+    ("GET /v1/jobs", "`unseen jobs`"),
+    ("GET /v1/review", "`unseen review`"),
+    ("GET /v1/schedule", "`unseen schedule`"),
+    ("GET /v1/datasets", "`unseen datasets`"),
+    ("GET /v1/budget", "`unseen budget`"),
+)
+#: Request fields the CLI sets from a flag.
+_FLAGS = {"epsilon": "--epsilon", "delta": "--delta", "block_seconds": "--block-seconds",
+          "dataset": "--dataset", "combine": "--combine"}  # fmt: skip
+_FIELD = re.compile(r"\b(" + "|".join(_FLAGS) + r"): ")
+
+
+def for_the_terminal(message: str) -> str:
+    """The server's message with its routes and request fields named as commands and flags."""
+    for route, command in _ROUTES:
+        message = message.replace(route, command)
+    message = _FIELD.sub(lambda m: f"{_FLAGS[m.group(1)]}: ", message)
+    return message.replace("(see GET /docs for the schema)", f"(see `{typed_command()} --help`)")
+
+
+#: Command groups: their commands are two words (`unseen licences approve`).
+GROUPS = frozenset({"datasets", "teams", "licences", "review", "populations", "audit", "data",
+                    "images", "server"})  # fmt: skip
+
+
+def typed_command(argv: list[str] | None = None) -> str:
+    """The command being run, as typed (typer calls commands outside click's context)."""
+    typed = (sys.argv if argv is None else argv)[1:3]
+    words = [w for w in typed if re.fullmatch(r"[a-z][a-z-]*", w)]
+    if words and words[0] not in GROUPS:
+        words = words[:1]
+    return " ".join(["unseen", *words])
+
+
+def finite(context: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """Option callback: NaN and ±inf are refused in one line naming the flag."""
+    if value is not None and not math.isfinite(value):
+        flag = max(param.opts, key=len) if param.opts else str(param.name)
+        errors.print(f"{flag} must be a finite number, not {value}; give one such as 0.5")
+        raise typer.Exit(EXIT_USAGE)
+    return value
 
 
 def read_json_file(path: Path, what: str) -> Any:

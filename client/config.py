@@ -2,7 +2,8 @@
 owner only (0600, in a 0700 directory), written atomically so a crash never leaves half of it.
 
 Lookup order for each command: the --url/--token flags, then $UNSEEN_URL/$UNSEEN_TOKEN, then
-this file (its token is used only for the server it was issued by), then the local default.
+this file (its token is used only for the server it was issued by). With none of them (after
+`unseen logout`), a command says so instead of guessing a server.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+
+class NotLoggedIn(Exception):
+    """No server given and none kept by `unseen login`."""
 
 
 def config_path() -> Path:
@@ -51,9 +54,12 @@ def forget() -> bool:
 
 
 def resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
-    """The server and token a command uses (see the module docstring for the order)."""
+    """The server and token a command uses (see the module docstring for the order), or
+    :class:`NotLoggedIn`."""
     saved = load()
-    chosen = (url or saved.get("url") or DEFAULT_URL).rstrip("/")
+    chosen = str(url or saved.get("url") or "").rstrip("/")
+    if not chosen:
+        raise NotLoggedIn
     if token is None and saved.get("url") == chosen:
         token = saved.get("token")
     return chosen, token

@@ -6,19 +6,19 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from client.cli_common import EXIT_FAILED, AsJson, Token, Url, connected, errors
+from client import ids
+from client.cli_common import EXIT_FAILED, AsJson, Token, Url, connected, errors, finite
+from client.pricing import confirm_spend
 from client.run_command import read_analysis
+from client.watching import outcome, schedule_line, watch_job
 
-FINAL = frozenset({"awaiting_review", "released", "rejected", "failed"})
 console = Console(highlight=False)
 
 
@@ -62,7 +62,10 @@ def sample(
 def submit(
     file: Annotated[Path, typer.Argument(help="Python file defining analyze(df).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to run on.")],
-    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="Privacy budget to spend.")],
+    epsilon: Annotated[
+        float,
+        typer.Option("--epsilon", "-e", help="Privacy budget to spend.", callback=finite),
+    ],
     output: Annotated[
         list[str] | None,
         typer.Option("--output", "-o", help="name:lo:hi[:default]; default: the file's OUTPUTS"),
@@ -72,30 +75,39 @@ def submit(
         float | None,
         typer.Option(
             "--block-seconds",
+            callback=finite,
             help="Every block's time T: a block still running after T gets its defaults. "
             "Default: the node's (see `unseen schedule`). Time your code with "
             "`unseen run --sample` and ask for a few times that.",
         ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Watch it until it is reviewed.")] = True,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before spending (on a terminal).")
+    ] = False,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit FILE.py to run on the full data; only noised, reviewed outputs come back.
+    """Submit FILE.py to run on the full data; only noised, reviewed outputs come back. It
+    shows each output's noise scale and 95 % error first and, on a terminal, asks before
+    spending ε (--yes skips the question).
 
     Example: unseen submit examples/mean_fare_by_period.py -d transport_cards -e 0.5
     """
     source, outputs = read_analysis(file, output)
     with connected(url, token) as client:
+        priced = client.estimate(dataset, outputs, epsilon, combine, code=source)
+        what = f"ε={epsilon:g} of your budget on {dataset} for {file.name}"
+        confirm_spend(console, priced, what, yes, quiet=as_json)
         job = client.submit(
             dataset, source, outputs, epsilon, combine=combine, block_seconds=block_seconds
         )
         if not as_json:
             console.print(f"submitted job {job['id']} on {dataset} (ε={epsilon:g})")
-            console.print(_schedule_line(job))
+            console.print(schedule_line(job))
         if wait:
-            job = _watch(client, job["id"], quiet=as_json)
+            job = watch_job(client, job["id"], quiet=as_json)
     if as_json:
         console.print_json(json.dumps(job, default=str))
 
@@ -110,39 +122,44 @@ def jobs(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return
-    table = Table("job", "dataset", "mode", "state", "ε", "blocks", "submitted")
+    shown = ids.short_ids(job["id"] for job in found)
+    table = Table()  # the id whole: it is what the user types next
+    table.add_column("job", no_wrap=True, min_width=max(map(len, shown.values()), default=8))
+    for heading in ("dataset", "mode", "state", "ε", "blocks", "when"):
+        table.add_column(heading, overflow="fold")
     for job in found:
         progress = job["progress"]
-        table.add_row(job["id"], job["dataset"], job["mode"], job["state"], f"{job['epsilon']:g}",
-                      f"{progress['blocks_done']}/{progress['blocks_total']}",
-                      str(job["created_at"])[:19])  # fmt: skip
+        table.add_row(shown[job["id"]], job["dataset"], job["mode"], job["state"],
+                      _epsilon_cell(job), f"{progress['blocks_done']}/{progress['blocks_total']}",
+                      str(job["created_at"])[5:16].replace("T", " "))  # fmt: skip
     console.print(table)
+    if found:
+        console.print("any unique start of a job id works: `unseen result " +
+                      f"{shown[found[0]['id']]}`")  # fmt: skip
+
+
+def _epsilon_cell(job: dict[str, Any]) -> str:
+    """The job's ε and what became of it: held, charged, or returned (not spent)."""
+    charge = job.get("charge", "reserved")
+    if charge == "none":
+        return "-"
+    word = {"reserved": "held"}.get(charge, charge)
+    return f"{job['epsilon']:g} {word}"
 
 
 def watch(
-    job_id: Annotated[str, typer.Argument(help="The job to follow.")],
+    job_id: Annotated[str, typer.Argument(help="The job to follow (or its id's start).")],
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Follow a job: a live bar of blocks done and every state change, until it is reviewed.
 
-    Example: unseen watch 3f2a...
+    Example: unseen watch 3f2a9c01
     """
     with connected(url, token) as client:
-        job = _watch(client, job_id)
+        job = watch_job(client, ids.job_id(client, job_id))
     if job["state"] == "failed":
         raise typer.Exit(EXIT_FAILED)
-
-
-def _schedule_line(job: dict[str, Any]) -> str:
-    plan = job.get("schedule") or {}
-    if not plan:
-        return ""
-    per_block = f"each block has {plan['block_seconds']:g} s; " if plan["block_seconds"] else ""
-    return (
-        f"schedule: {per_block}the job runs {plan['seconds']:g} s from when a worker takes it, "
-        "and changes state then, however fast its blocks are"
-    )
 
 
 def schedule(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
@@ -164,39 +181,8 @@ def schedule(url: Url = None, token: Token = None, as_json: AsJson = False) -> N
     )
 
 
-def _watch(client: Any, job_id: str, quiet: bool = False) -> dict[str, Any]:
-    out = Console(stderr=True, highlight=False)
-    last_state = ""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=out, disable=quiet) as progress:  # fmt: skip
-        task = progress.add_task("queued", total=None)
-        while True:
-            job = client.job(job_id)
-            blocks = job["progress"]
-            progress.update(task, description=job["state"], completed=blocks["blocks_done"],
-                            total=blocks["blocks_total"] or None)  # fmt: skip
-            if job["state"] != last_state and not quiet:
-                release_at = (job.get("schedule") or {}).get("release_at")
-                until = ""
-                if job["state"] == "running" and release_at:
-                    until = f" (on schedule until {str(release_at)[11:19]} UTC)"
-                progress.console.print(f"state: {job['state']}{until}")
-                last_state = job["state"]
-            if job["state"] in FINAL:
-                break
-            time.sleep(0.5)
-    if not quiet:
-        reason = f" ({job['error_class']})" if job.get("error_class") else ""
-        tail = {
-            "awaiting_review": "an organizer reviews it; see it with `unseen result`",
-            "released": "released: see it with `unseen result`",
-        }.get(job["state"], job.get("review_reason") or "")
-        out.print(f"{job['state']}{reason}{': ' + tail if tail else ''}")
-    return job
-
-
 def result(
-    job_id: Annotated[str, typer.Argument(help="A released job.")],
+    job_id: Annotated[str, typer.Argument(help="A released job (or its id's start).")],
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     url: Url = None,
     token: Token = None,
@@ -204,16 +190,17 @@ def result(
 ) -> None:
     """The released values of a job with their noise scale, 95 % error bound and ε.
 
-    Example: unseen result 3f2a... --csv > result.csv
+    Example: unseen result 3f2a9c01 --csv > result.csv
     """
     with connected(url, token) as client:
-        job = client.job(job_id)
+        job = client.job(ids.job_id(client, job_id))
     cells: list[dict[str, Any]] = job.get("result") or []
     if as_json:
-        console.print_json(json.dumps({"job": job_id, "state": job["state"], "result": cells}))
+        console.print_json(json.dumps({"job": job["id"], "state": job["state"], "result": cells,
+                                       "charge": job.get("charge")}))  # fmt: skip
         return
     if not cells:
-        errors.print(f"job {job_id} is {job['state']}: nothing released (yet)")
+        errors.print(f"job {job['id'][:8]}: {_not_released(job)}", markup=False)
         raise typer.Exit(EXIT_FAILED)
     keys = list(cells[0].get("keys") or {})
     if as_csv:
@@ -229,6 +216,14 @@ def result(
                       f"{c['noise_scale']:.4g}", f"±{c['error_bound_95']:.4g}",
                       f"{c['epsilon']:.4g}")  # fmt: skip
     console.print(table)
+
+
+def _not_released(job: dict[str, Any]) -> str:
+    if job["state"] in ("rejected", "failed"):
+        return outcome(job)
+    if job["state"] == "released":  # a release with no cell: partition selection kept none
+        return "released, with no value: partition selection kept no key"
+    return f"{job['state']}, nothing released yet; {outcome(job)}"
 
 
 def budget(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:

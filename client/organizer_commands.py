@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client import job_commands
+from client import ids, job_commands
 from client.cli_common import (
     EXIT_USAGE,
     AsJson,
@@ -126,39 +126,46 @@ def list_licences(
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return
-    table = Table("licence", "file", "uploaded by", "status", "reason")
+    shown = ids.short_ids(lic["id"] for lic in found)
+    table = Table()  # the id whole: it is what the organizer types next
+    table.add_column("licence", no_wrap=True, min_width=max(map(len, shown.values()), default=8))
+    for heading in ("file", "uploaded by", "status", "reason"):
+        table.add_column(heading, overflow="fold")
     for lic in found:
-        table.add_row(lic["id"], lic["filename"], lic["uploaded_by"], lic["status"], lic["reason"])
+        table.add_row(shown[lic["id"]], lic["filename"], lic["uploaded_by"], lic["status"],
+                      lic["reason"])  # fmt: skip
     console.print(table)
 
 
 @licences_app.command("approve")
 def approve(
-    licence: Annotated[str, typer.Argument(help="Licence id.")],
+    licence: Annotated[str, typer.Argument(help="Licence id, or any unique start of it.")],
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Approve a signed licence.
 
-    Example: unseen licences approve 9c1e...
+    Example: unseen licences approve 9c1e04ab
     """
     with connected(url, token) as client:
+        licence = ids.licence_id(client, licence)
         client.approve_licence(licence)
     console.print(f"licence {licence} approved")
 
 
 @licences_app.command("reject")
 def reject_licence(
-    licence: Annotated[str, typer.Argument(help="Licence id.")],
+    licence: Annotated[str, typer.Argument(help="Licence id, or any unique start of it.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="What the team must fix.")],
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Reject a signed licence, saying what to fix.
 
-    Example: unseen licences reject 9c1e... --reason "page 2 is not signed"
+    Example: unseen licences reject 9c1e04ab --reason "page 2 is not signed"
     """
     with connected(url, token) as client:
+        licence = ids.licence_id(client, licence)
         client.reject_licence(licence, reason)
     console.print(f"licence {licence} rejected")
 
@@ -190,17 +197,21 @@ def _queue(url: str | None, token: str | None, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return
-    table = Table("job", "team", "dataset", "mode", "ε", "blocks defaulted")
+    shown = ids.short_ids(job["id"] for job in found)
+    table = Table()  # the id whole: it is what the organizer types next
+    table.add_column("job", no_wrap=True, min_width=max(map(len, shown.values()), default=8))
+    for heading in ("team", "dataset", "mode", "ε", "blocks defaulted"):
+        table.add_column(heading, overflow="fold")
     for job in found:
         report = job.get("report") or {}
-        table.add_row(job["id"], job["team"], job["dataset"], job["mode"], f"{job['epsilon']:g}",
-                      str(report.get("blocks_defaulted", "-")))  # fmt: skip
+        table.add_row(shown[job["id"]], job["team"], job["dataset"], job["mode"],
+                      f"{job['epsilon']:g}", str(report.get("blocks_defaulted", "-")))  # fmt: skip
     console.print(table)
 
 
 @review_app.command("show")
 def show(
-    job_id: Annotated[str, typer.Argument(help="Job to inspect.")],
+    job_id: Annotated[str, typer.Argument(help="Job to inspect, or its id's start.")],
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -210,7 +221,7 @@ def show(
     Example: unseen review show 3f2a...
     """
     with connected(url, token) as client:
-        job = client.job(job_id)
+        job = client.job(ids.job_id(client, job_id))
     if as_json:
         console.print_json(json.dumps(job, default=str))
         return
@@ -251,7 +262,7 @@ def _values(cells: list[dict[str, Any]]) -> None:
 
 @review_app.command("release")
 def release(
-    job_id: Annotated[str, typer.Argument(help="Job to release.")],
+    job_id: Annotated[str, typer.Argument(help="Job to release, or its id's start.")],
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -261,6 +272,7 @@ def release(
     Example: unseen review release 3f2a...
     """
     with connected(url, token) as client:
+        job_id = ids.job_id(client, job_id)
         job = client.release(job_id)
     if job["state"] == "released":
         console.print(f"job {job_id} released: the team sees the values now")
@@ -303,7 +315,7 @@ def review_rule(
 
 @review_app.command("reject")
 def reject(
-    job_id: Annotated[str, typer.Argument(help="Job to reject.")],
+    job_id: Annotated[str, typer.Argument(help="Job to reject, or its id's start.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="What the team will read.")],
     url: Url = None,
     token: Token = None,
@@ -313,6 +325,7 @@ def reject(
     Example: unseen review reject 3f2a... --reason "outputs too fine-grained"
     """
     with connected(url, token) as client:
+        job_id = ids.job_id(client, job_id)
         client.reject(job_id, reason)
     console.print(f"job {job_id} rejected (its ε stays spent: the noise was drawn)")
 

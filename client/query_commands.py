@@ -17,15 +17,23 @@ from client.cli_common import (
     Url,
     connected,
     errors,
+    finite,
     read_json_file,
 )
+from client.pricing import noise_table
+from client.run_command import read_analysis
+from client.watching import schedule_line, watch_job
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset to query.")]
-Epsilon = Annotated[float, typer.Option("--epsilon", "-e", help="Privacy budget to spend.")]
+Epsilon = Annotated[
+    float,
+    typer.Option("--epsilon", "-e", help="Privacy budget to spend.", callback=finite),
+]
 Delta = Annotated[
     float,
     typer.Option(
         "--delta",
+        callback=finite,
         help="Only when grouping by a column without a public key set: the δ that DP "
         "partition selection spends (e.g. 1e-8).",
     ),
@@ -56,30 +64,49 @@ def _plan(plan_file: Path | None, count_by: list[str] | None) -> dict[str, Any]:
 
 
 def estimate(
-    dataset: Dataset,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to price it on.")],
     epsilon: Epsilon,
-    plan_file: PlanFile = None,
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="FILE.py (an aggregate job, as `unseen submit` takes it) or PLAN.json (a "
+            "query plan, see README, Query mode).",
+            show_default=False,
+        ),
+    ] = None,
     count_by: CountBy = None,
+    output: Annotated[
+        list[str] | None,
+        typer.Option("--output", "-o", help="FILE.py: name:lo:hi[:default]; default: OUTPUTS"),
+    ] = None,
+    combine: Annotated[str, typer.Option(help="FILE.py: how blocks combine, mean or sum.")] = (
+        "mean"
+    ),
     delta: Delta = 0.0,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Noise scale and 95 % error bound of a plan, before spending anything.
+    """Noise scale and 95 % error bound of a job or a plan, before spending anything.
 
-    Example: unseen estimate --count-by station_id -d transport_cards -e 0.5
+    Examples: unseen estimate examples/mean_fare_by_period.py -d transport_cards -e 0.5;
+    unseen estimate --count-by station_id -d transport_cards -e 0.5
     """
-    plan = _plan(plan_file, count_by)
-    with connected(url, token) as client:
-        quantities = client.estimate(dataset, plan=plan, epsilon=epsilon, delta=delta)
+    if file is not None and file.suffix == ".py":
+        if count_by:
+            errors.print("give FILE.py or --count-by, not both")
+            raise typer.Exit(EXIT_USAGE)
+        source, outputs = read_analysis(file, output)
+        with connected(url, token) as client:
+            quantities = client.estimate(dataset, outputs, epsilon, combine, code=source)
+    else:
+        plan = _plan(file, count_by)
+        with connected(url, token) as client:
+            quantities = client.estimate(dataset, plan=plan, epsilon=epsilon, delta=delta)
     if as_json:
         Console().print_json(json.dumps(quantities))
         return
-    table = Table("quantity", "ε", "sensitivity", "noise scale", "95% error")
-    for q in quantities:
-        table.add_row(q["name"], f"{q['epsilon']:g}", f"{q['sensitivity']:g}",
-                      f"{q['noise_scale']:.4g}", f"±{q['error_bound_95']:.4g}")  # fmt: skip
-    Console(highlight=False).print(table)
+    Console(highlight=False).print(noise_table(quantities))
 
 
 def query(
@@ -104,17 +131,17 @@ def query(
         if not as_json:
             spent = f"ε={epsilon:g}" + (f", δ={delta:g}" if delta else "")
             console.print(f"submitted query {job['id']} on {dataset} ({spent})")
+            if schedule_line(job):
+                console.print(schedule_line(job))
         if wait:
-            job = client.wait(job["id"], timeout=3600)
+            job = watch_job(client, job["id"], quiet=as_json)
     if as_json:
         console.print_json(json.dumps(job, default=str))
         return
-    reason = f" ({job['error_class']})" if job["error_class"] else ""
-    console.print(f"state: {job['state']}{reason}")
-    if job.get("result"):
+    if not wait:
+        console.print(f"state: {job['state']}; follow it with `unseen watch {job['id'][:8]}`")
+    elif job.get("result"):
         show_cells(console, job["result"])
-    elif job["state"] == "awaiting_review":
-        console.print("an organizer reviews it before release; see it with the job's id later")
 
 
 def show_cells(console: Console, cells: list[dict[str, Any]]) -> None:

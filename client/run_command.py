@@ -64,11 +64,28 @@ def read_analysis(file: Path, output: list[str] | None) -> tuple[str, list[dict[
     except OSError as exc:
         errors.print(f"cannot read {file}: {exc.strerror}")
         raise typer.Exit(EXIT_USAGE) from exc
+    check_syntax(file, source)
     outputs = [parse_output(o) for o in output] if output else declared_outputs(source)
     if not outputs:
         errors.print(f"{file.name} declares no outputs: add OUTPUTS = [...] or --output name:lo:hi")
         raise typer.Exit(EXIT_USAGE)
     return source, outputs
+
+
+def check_syntax(file: Path, source: str) -> None:
+    """A syntax error is named with its line and exits 2 (before "declares no outputs", which
+    is what a file Python cannot read would otherwise say)."""
+    try:
+        ast.parse(source, filename=file.name)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        errors.print(f"{file.name}, {where}: syntax error: {exc.msg}{text}; fix that line "
+                     "and try again", markup=False)  # fmt: skip
+        raise typer.Exit(EXIT_USAGE) from exc
+    except ValueError as exc:  # Python 3.11: a NUL byte
+        errors.print(f"{file.name} is not Python source ({exc}); save it as a text file")
+        raise typer.Exit(EXIT_USAGE) from exc
 
 
 def parse_output(text: str) -> dict[str, Any]:
@@ -164,7 +181,7 @@ def run(
     if not sample:
         errors.print(
             "only --sample runs show their output; full-data jobs are submitted "
-            "(POST /v1/jobs) and return noised values only"
+            "with `unseen submit FILE.py -d DATASET -e EPSILON` and return noised values only"
         )
         raise typer.Exit(EXIT_USAGE)
     if where not in WHERE:

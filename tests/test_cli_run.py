@@ -27,9 +27,9 @@ def token(deployment: Deployment) -> str:
 
 
 def unseen(
-    *args: str, url: str, token: str | None, path: str | None = None
+    *args: str, url: str, token: str | None, path: str | None = None, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "UNSEEN_URL": url, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {**os.environ, "UNSEEN_URL": url, "COLUMNS": str(columns), "NO_COLOR": "1"}
     if path is not None:
         env["PATH"] = path
     env.pop("UNSEEN_TOKEN", None)
@@ -112,7 +112,7 @@ def test_without_sample_or_token_or_server(deployment: Deployment, token: str) -
     no_sample = unseen("run", str(EXAMPLE), "-d", "transport_cards", url=url, token=token)
     assert no_sample.returncode == 2 and "--sample" in no_sample.stderr
     no_token = unseen("run", "--sample", str(EXAMPLE), "-d", "transport_cards", url=url, token=None)
-    assert no_token.returncode == 1 and "refused" in no_token.stderr
+    assert no_token.returncode == 1 and "not logged in" in no_token.stderr
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{probe.getsockname()[1]}"

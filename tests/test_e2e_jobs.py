@@ -31,6 +31,7 @@ CONTESTANT_FIELDS = {
     "target",
     "state",
     "schedule",
+    "charge",
     "delta",
     "epsilon",
     "combine",

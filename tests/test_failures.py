@@ -14,6 +14,7 @@ import pytest
 
 from client.api import UnseenClient, UnseenError
 from tests.conftest import Deployment, SodaData, start_deployment
+from tests.test_cli_run import unseen
 from tests.test_populations import COUNT, fresh_source, register
 
 pytestmark = pytest.mark.docker
@@ -70,6 +71,15 @@ def test_image_vanishing_before_the_run_fails_the_job_and_returns_budget(
         returned = d.organizer.audit(action="budget.returned", job=victim["id"])
         assert [e["detail"]["epsilon"] for e in returned] == [1.0]
         assert not d.organizer.audit(action="budget.charged", job=victim["id"])
+        assert failed["charge"] == "returned"
+        assert d.contestant.job(blocker["id"])["charge"] == "charged"
+        member = str(d.contestant.token)
+        said = unseen("result", victim["id"][:9], url=d.server.url, token=member)
+        assert said.returncode == 1 and "infrastructure" in said.stderr
+        assert "ε 1 was returned" in said.stderr and "submit it again" in said.stderr
+        listed = unseen("jobs", url=d.server.url, token=member)
+        row = next(line for line in listed.stdout.splitlines() if victim["id"][:8] in line)
+        assert "1 returned" in row and "charged" not in row  # returned ε is not listed as spent
     finally:
         d.server.stop()
         if any(doomed in image.tags for image in engine.images.list()):

@@ -232,3 +232,35 @@ def test_0005_downgrades_to_ledgers_per_dataset(url: str) -> None:
         assert [tuple(c) for c in caps] == [(10_000_000,)]
     finally:
         engine.dispose()
+
+
+def test_0009_takes_each_jobs_charge_from_its_state_and_the_audit_log(url: str) -> None:
+    """Finished full-data jobs were charged, except a failed one whose reservation the audit
+    log shows returned; a running job and a sample run have no budget effect yet."""
+    from sqlalchemy import text
+
+    _at_0004_with_budgets(url)  # job j1 running
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0008")
+        job = ("INSERT INTO jobs (id, team_id, user_id, dataset_id, mode, target, state, code, "
+               "outputs, combine, epsilon, charge_units, delta, delta_units, blocks_done, "
+               "blocks_total, noise_drawn, created_at, updated_at) VALUES ('{id}', 't1', 'u1', "
+               "'d1', 'aggregate', '{target}', '{state}', '', '[]', 'mean', 0.5, 500000, 0, 0, "
+               "0, 2, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")  # fmt: skip
+        with engine.begin() as connection:
+            rows = [("j2", "full", "failed"), ("j3", "full", "failed"),
+                    ("j4", "full", "released"), ("j5", "sample", "released")]  # fmt: skip
+            for id_, target, state in rows:
+                connection.execute(text(job.format(id=id_, target=target, state=state)))
+            connection.execute(text(
+                "INSERT INTO audit_events (seq, prev_hash, hash, at, actor, action, detail) "
+                "VALUES (1, '0', '1', CURRENT_TIMESTAMP, NULL, 'budget.returned', "
+                "'{\"job\": \"j2\", \"epsilon\": 0.5}')"
+            ))  # fmt: skip
+        upgrade(engine)
+        with engine.connect() as connection:
+            found = dict(connection.execute(text("SELECT id, budget_effect FROM jobs")).all())
+        assert found == {"j1": None, "j2": "return", "j3": "commit", "j4": "commit", "j5": None}
+    finally:
+        engine.dispose()

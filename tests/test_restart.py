@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from tests.conftest import SodaData, start_deployment
+from tests.test_cli_run import unseen
 
 pytestmark = pytest.mark.docker
 
@@ -58,8 +59,14 @@ def test_killed_server_restarts_consistently(
     assert (client.job(slow["id"])["state"], client.job(slow["id"])["error_class"]) == (
         "running", None,
     )  # fmt: skip
+    assert client.job(slow["id"])["charge"] == "reserved"  # the charge shows on schedule too
+    assert truth["charge"] == "charged"
     interrupted = client.wait(slow["id"], timeout=120)
     assert (interrupted["state"], interrupted["error_class"]) == ("failed", "interrupted")
+    assert interrupted["charge"] == "charged"
+    said = unseen("result", slow["id"][:10], url=first.server.url, token=str(client.token))
+    assert said.returncode == 1 and "interrupted" in said.stderr
+    assert "ε 1 was charged" in said.stderr and "submit it again" in said.stderr
     assert client.job(done["id"])["state"] == "awaiting_review"
     assert client.wait(queued["id"], timeout=300)["state"] == "awaiting_review"
     budget = next(b for b in client.budget() if "cards_tiny" in b["datasets"])
