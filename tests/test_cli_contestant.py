@@ -199,7 +199,7 @@ def test_licence_ids_by_prefix(deployment: Deployment, tmp_path: Path) -> None:
     d = deployment
     org = {"UNSEEN_URL": d.server.url, "UNSEEN_TOKEN": str(d.organizer.token), "COLUMNS": "80"}
     team = d.organizer.create_team("team-prefixes")
-    member = d.organizer.with_token(d.organizer.add_member(team["id"], "pia")["token"])
+    member = d.organizer.with_token(d.organizer.add_member(team["id"], "pim")["token"])
     licence = member.upload_licence("team-prefixes", LICENCE_PDF, "licence.pdf")["id"]
     listed = cli("licences", "list", "team-prefixes", home=tmp_path, extra=org)
     assert licence[:8] in listed.stdout and max(map(len, listed.stdout.splitlines())) <= 80
