@@ -41,7 +41,6 @@ from api.settings import Settings, load_settings
 from api.store import SqlJobStore
 from api.web import pages, synthesis_pages
 from privacy.query import Partials
-from runner.docker_sandbox import DockerSandbox
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
 from runner.pipeline import (
     AggregateJob,
@@ -50,6 +49,7 @@ from runner.pipeline import (
     BlockSource,
     local_block_results,
 )
+from sandbox.docker_sandbox import DockerSandbox
 
 if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
     from runner.celery_fanout import RemoteNodes
@@ -120,8 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
         sandbox = DockerSandbox(
-            settings.node, settings.limits, settings.runner_image, settings.isolation
-        )
+            settings.node, settings.limits, settings.runner_image, settings.isolation,
+            settings.runtime,
+        )  # fmt: skip
+        # Refuses to start (RuntimeUnavailableError) when the setting names a runtime the
+        # engine lacks: never a weaker wall than asked for.
+        log.warning("sandboxes run under %s (runtime/isolation)", sandbox.describe())
         lock = worker_lock(settings.data_dir)
         links = node_links(settings, sandbox)
         worker: JobSubmitter

@@ -25,6 +25,7 @@ class Settings:
     max_code_bytes: int = MAX_CODE_BYTES
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
     isolation: str = "zygote"  # or "container": a fresh container per block
+    runtime: str | None = None  # runc, runsc; None (auto): runsc when the engine has it
     # The scale-out shape: query blocks go to the data node's Celery queue through this broker.
     broker_url: str | None = None
     node_wait_seconds: float = 300.0  # a node silent this long fails the job (budget returned)
@@ -90,6 +91,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         schedule=schedule,
         runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
         isolation=os.environ.get("UNSEEN_ISOLATION", "zygote"),
+        runtime=os.environ.get("UNSEEN_RUNTIME") or None,
         broker_url=os.environ.get("UNSEEN_BROKER_URL") or None,
         node_wait_seconds=float(os.environ.get("UNSEEN_NODE_WAIT_SECONDS", "300")),
         node_resend_seconds=float(os.environ.get("UNSEEN_NODE_RESEND_SECONDS", "60")),

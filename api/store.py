@@ -177,4 +177,5 @@ def _aggregate_report(result: AggregateResult) -> dict[str, object]:
         "outcomes": report.outcomes,
         "run_ends": report.ends,
         "block_seconds_mean": report.block_seconds_total / max(1, report.blocks),
+        "sandboxes": report.sandboxes,  # which runtime/isolation ran the blocks
     }

@@ -40,11 +40,11 @@ import pandas as pd
 
 from privacy.outputs import Combine, make_output_spec
 from runner.blocks import BlockLayout, load_layout
-from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, BlockResult, local_block_results, run_aggregate
 from runner.sample import write_code
 from runner.schedule import ScheduleRules, aggregate_schedule
 from sandbox.container import SandboxLimits
+from sandbox.docker_sandbox import DockerSandbox
 from sandbox.image import build_runner_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,11 +43,11 @@ from runner import query as local
 from runner.blocks import BlockLayout
 from runner.celery_app import NodeApps
 from runner.celery_fanout import AGGREGATE_CHUNK_BLOCKS, CeleryBlocks
-from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, BlockResult, local_block_results, run_aggregate
 from runner.query import CHUNK_BLOCKS, PartialsSource, QueryJob, local_partials, run_query
 from runner.sample import write_code
 from sandbox.container import SandboxLimits
+from sandbox.docker_sandbox import DockerSandbox
 from tests.conftest import redis_server
 
 PLAN = "count by station"

@@ -37,12 +37,12 @@ from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
 from runner.blocks import load_layout, parquet_columns, partition_dataset
 from runner.celery_app import make_celery, policy_from_wire
-from runner.docker_sandbox import DockerSandbox
 from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
 from runner.sample import CODE_FILE, write_code
 from runner.synthesize import Declaration, SynthesisSpec, synthesize_blocks
 from sandbox.container import SandboxLimits
+from sandbox.docker_sandbox import DockerSandbox
 from sandbox.policy import check_code
 
 NODE = os.environ.get("UNSEEN_NODE", "local")
@@ -216,6 +216,7 @@ class _Sandboxes:
                 self._sandbox = DockerSandbox(
                     NODE, limits,
                     os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
+                    runtime=os.environ.get("UNSEEN_RUNTIME") or None,
                 )  # fmt: skip
                 self._limits = limits
             self._busy[code_path] = self._busy.get(code_path, 0) + 1
@@ -270,9 +271,11 @@ def _remove_containers(**_: object) -> None:
 def _reap_stopped_containers(**_: object) -> None:
     """Remove the stopped sandboxes a killed worker of this node left behind (its zygotes exit
     when it dies, but stay listed); running ones may be another live worker's."""
-    reaped = DockerSandbox(NODE, SandboxLimits()).reap(exited_only=True)
+    sandbox = DockerSandbox(NODE, SandboxLimits(), runtime=os.environ.get("UNSEEN_RUNTIME") or None)
+    reaped = sandbox.reap(exited_only=True)
     if reaped:
         log.warning("removed %d stopped sandbox container(s) of node %s", reaped, NODE)
+    log.warning("node %s: sandboxes run under %s", NODE, sandbox.describe())
 
 
 @worker_init.connect

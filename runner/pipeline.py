@@ -72,12 +72,13 @@ class BlockResult:
     exit_code: int | None
     seconds: float
     log: str = ""  # organizer-only; empty when the block wrote no stderr and exited
+    sandbox: str = ""  # the node's runtime and isolation form, e.g. "runsc/zygote"
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "index": self.index, "values": self.values, "outcome": self.outcome.value,
             "end": self.end.value, "exit_code": self.exit_code, "seconds": self.seconds,
-            "log": self.log,
+            "log": self.log, "sandbox": self.sandbox,
         }  # fmt: skip
 
     @classmethod
@@ -101,14 +102,20 @@ class BlockResult:
             raise ValueError(f"block {index}: exit code or seconds malformed")
         if not isinstance(log, str) or len(log) > 2 * LOG_BYTES_PER_BLOCK + 200:
             raise ValueError(f"block {index}: log malformed or too long")
+        sandbox = wire["sandbox"]
+        if not isinstance(sandbox, str) or len(sandbox) > MAX_SANDBOX_CHARS:
+            raise ValueError(f"block {index}: sandbox malformed or too long")
         clipped = {spec.name: clip(float(values[spec.name]), spec) for spec in outputs}
         return cls(
             index, clipped, BlockOutcome(wire["outcome"]), RunEnd(wire["end"]), exit_code,
-            float(seconds), log,
+            float(seconds), log, sandbox,
         )  # fmt: skip
 
 
-WIRE_FIELDS = frozenset({"index", "values", "outcome", "end", "exit_code", "seconds", "log"})
+WIRE_FIELDS = frozenset(
+    {"index", "values", "outcome", "end", "exit_code", "seconds", "log", "sandbox"}
+)
+MAX_SANDBOX_CHARS = 40
 #: Where an aggregate job's block results come from: blocks run here, or on a data node.
 BlockSource = Callable[[AggregateJob], Iterable[BlockResult]]
 
@@ -131,6 +138,7 @@ class AggregateReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     block_seconds_total: float = 0.0
     logs: list[str] = field(default_factory=list)
+    sandboxes: dict[str, int] = field(default_factory=dict)  # blocks per runtime/isolation
 
     @property
     def blocks_defaulted(self) -> int:
@@ -153,7 +161,9 @@ def block_result(index: int, run: BlockRun, outputs: list[OutputSpec]) -> BlockR
     if run.stderr or run.end is not RunEnd.EXITED:
         text = run.stderr[-LOG_BYTES_PER_BLOCK:].decode("utf-8", "replace")
         log = f"--- block {index} ({run.end.value}, exit {run.exit_code}) ---\n{text}"
-    return BlockResult(index, clipped, parsed.outcome, run.end, run.exit_code, run.seconds, log)
+    return BlockResult(
+        index, clipped, parsed.outcome, run.end, run.exit_code, run.seconds, log, run.sandbox
+    )
 
 
 def _record(report: AggregateReport, result: BlockResult) -> None:
@@ -161,6 +171,8 @@ def _record(report: AggregateReport, result: BlockResult) -> None:
     report.ends[result.end.value] = report.ends.get(result.end.value, 0) + 1
     report.outcomes[result.outcome.value] = report.outcomes.get(result.outcome.value, 0) + 1
     report.block_seconds_total += result.seconds
+    if result.sandbox:
+        report.sandboxes[result.sandbox] = report.sandboxes.get(result.sandbox, 0) + 1
     if len(report.logs) < LOG_BLOCKS_KEPT and result.log:
         report.logs.append(result.log)
 

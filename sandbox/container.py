@@ -22,6 +22,8 @@ import requests
 from docker.errors import DockerException
 from docker.types import LogConfig, Ulimit
 
+from sandbox.runtime import RUNC
+
 SANDBOX_LABEL = "unseen.sandbox"
 NODE_LABEL = "unseen.node"
 JOB_LABEL = "unseen.job"
@@ -64,6 +66,7 @@ class BlockRun:
     stdout: bytes = field(repr=False)
     stderr: bytes = field(repr=False)
     seconds: float
+    sandbox: str = ""  # the runtime and isolation form that ran it, e.g. "runsc/zygote"
 
 
 def hardened_config(
@@ -72,12 +75,15 @@ def hardened_config(
     block_path: Path,
     limits: SandboxLimits,
     labels: dict[str, str],
+    runtime: str = RUNC,
 ) -> dict[str, object]:
-    """Keyword arguments for ``containers.create``: one place that states every hardening."""
+    """Keyword arguments for ``containers.create``: one place that states every hardening.
+    ``runtime`` is the engine's runtime (``sandbox.runtime``): the same hardening under each."""
     # /tmp and /out are mode 1777 in the image; Docker copies that mode onto each tmpfs.
     tmpfs_opts = f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"
     return {
         "image": image,
+        "runtime": runtime,
         "detach": True,
         "network_mode": "none",
         "read_only": True,
@@ -113,6 +119,7 @@ def run_block(
     block_path: Path,
     limits: SandboxLimits,
     labels: dict[str, str] | None = None,
+    runtime: str = RUNC,
 ) -> BlockRun:
     """Run the harness on one block in a fresh container and always remove it afterwards.
 
@@ -127,7 +134,7 @@ def run_block(
     container = None
     try:
         container = client.containers.create(
-            **hardened_config(image, code_path, block_path, limits, labels or {})
+            **hardened_config(image, code_path, block_path, limits, labels or {}, runtime)
         )
         # Attach before start so no byte is missed; read both streams ourselves into bounded
         # tails (Docker keeps no log of its own: the log driver is "none").

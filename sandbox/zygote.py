@@ -36,6 +36,7 @@ from sandbox.container import (
     hardened_config,
 )
 from sandbox.policy import ALLOWED_MODULES
+from sandbox.runtime import RUNC
 
 ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "SETPCAP"]
 READY_SECONDS = 60.0
@@ -46,10 +47,14 @@ class ZygoteError(RuntimeError):
 
 
 def zygote_config(
-    image: str, code_path: Path, limits: SandboxLimits, labels: dict[str, str]
+    image: str,
+    code_path: Path,
+    limits: SandboxLimits,
+    labels: dict[str, str],
+    runtime: str = RUNC,
 ) -> dict[str, object]:
     """The block container's hardening, changed only where the zygote needs it."""
-    config = hardened_config(image, code_path, code_path, limits, labels)
+    config = hardened_config(image, code_path, code_path, limits, labels, runtime)
     config.update(
         user="0:0",
         cap_add=ZYGOTE_CAPS,
@@ -84,9 +89,10 @@ class ZygoteContainer:
         code_path: Path,
         limits: SandboxLimits,
         labels: dict[str, str],
+        runtime: str = RUNC,
     ) -> None:
         self._client, self._image, self._code = client, image, code_path
-        self._limits, self._labels = limits, labels
+        self._limits, self._labels, self._runtime = limits, labels, runtime
         self._container: docker.models.containers.Container | None = None
         self._sock: socket.socket | None = None
         self._attached: object | None = None
@@ -103,7 +109,7 @@ class ZygoteContainer:
 
     def launch(self) -> None:
         """Create and start the container; the zygote warms up while the caller goes on."""
-        config = zygote_config(self._image, self._code, self._limits, self._labels)
+        config = zygote_config(self._image, self._code, self._limits, self._labels, self._runtime)
         self._container = self._client.containers.create(**config)
         attached = self._container.attach_socket(
             params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -246,8 +252,11 @@ class ZygoteSlot:
         code_path: Path,
         limits: SandboxLimits,
         labels: dict[str, str],
+        runtime: str = RUNC,
     ) -> None:
-        self._pair = [ZygoteContainer(client, image, code_path, limits, labels) for _ in "ab"]
+        self._pair = [
+            ZygoteContainer(client, image, code_path, limits, labels, runtime) for _ in "ab"
+        ]
         self._turn = 0
 
     def run(self, block_path: Path, wall_seconds: float | None = None) -> BlockRun:
@@ -276,9 +285,11 @@ class ZygotePool:
         image: str,
         limits: SandboxLimits,
         labels: dict[str, str],
+        runtime: str = RUNC,
     ) -> None:
         self._client_factory = client_factory
         self._image, self._limits, self._labels = image, limits, labels
+        self._runtime = runtime
         self._slots: dict[tuple[Path, int], ZygoteSlot] = {}
         self._lock = threading.Lock()
 
@@ -291,7 +302,7 @@ class ZygotePool:
         if slot is None:
             client = self._client_factory()
             labels = {SANDBOX_LABEL: "1", **self._labels, "unseen.job": code_path.parent.name}
-            slot = ZygoteSlot(client, self._image, code_path, self._limits, labels)
+            slot = ZygoteSlot(client, self._image, code_path, self._limits, labels, self._runtime)
             with self._lock:
                 self._slots[key] = slot
         try:

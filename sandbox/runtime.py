@@ -1,0 +1,47 @@
+"""Which OCI runtime runs the sandboxes: runc (namespaces on the host's kernel) or gVisor's
+runsc (a kernel in user space between the code and the host's kernel: a second wall).
+
+A node chooses with ``UNSEEN_RUNTIME=runc|runsc|auto``; ``auto`` (the default) takes runsc
+whenever the Docker engine has it registered, since a kernel bug in any of the ~300 system
+calls a container may make is then no longer a way to the data. Naming a runtime the engine
+lacks is an error at start, never a silent fall back to the weaker wall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import docker
+
+RUNC = "runc"
+RUNSC = "runsc"
+RUNTIMES = (RUNC, RUNSC)
+AUTO = "auto"
+#: What an operator runs to get the second wall (docs/isolation.md, scripts/runsc-setup).
+INSTALL_HINT = "run `make runsc` (Debian's runsc, registered with the Docker engine)"
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """The runtime asked for is not registered with the Docker engine; the message says how."""
+
+
+def choose_runtime(requested: str | None, registered: Iterable[str]) -> str:
+    """The runtime the sandboxes use, from the node's setting and the engine's runtimes."""
+    wanted = (requested or AUTO).strip().lower()
+    known = set(registered)
+    if wanted == AUTO:
+        return RUNSC if RUNSC in known else RUNC
+    if wanted not in RUNTIMES:
+        raise ValueError(f"UNSEEN_RUNTIME must be one of runc, runsc, auto; got {requested!r}")
+    if wanted not in known:
+        raise RuntimeUnavailableError(
+            f"UNSEEN_RUNTIME={wanted} but the Docker engine has no runtime {wanted!r} "
+            f"(it has: {', '.join(sorted(known)) or 'none'}); {INSTALL_HINT}, "
+            "or set UNSEEN_RUNTIME=runc"
+        )
+    return wanted
+
+
+def registered_runtimes(client: docker.DockerClient) -> set[str]:
+    """The runtimes the engine reports (``docker info``'s Runtimes)."""
+    return set((client.info().get("Runtimes") or {}).keys())
