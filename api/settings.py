@@ -24,7 +24,7 @@ class Settings:
     schedule: ScheduleRules = field(default_factory=ScheduleRules)
     max_code_bytes: int = MAX_CODE_BYTES
     runner_image: str | None = None  # None: the content-hashed tag of images/runner
-    isolation: str = "zygote"  # or "container": a fresh container per block
+    isolation: str | None = None  # zygote, container; None: the runtime's default
     runtime: str | None = None  # runc, runsc; None (auto): runsc when the engine has it
     # The scale-out shape: query blocks go to the data node's Celery queue through this broker.
     broker_url: str | None = None
@@ -90,7 +90,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         limits=limits,
         schedule=schedule,
         runner_image=os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
-        isolation=os.environ.get("UNSEEN_ISOLATION", "zygote"),
+        isolation=os.environ.get("UNSEEN_ISOLATION") or None,
         runtime=os.environ.get("UNSEEN_RUNTIME") or None,
         broker_url=os.environ.get("UNSEEN_BROKER_URL") or None,
         node_wait_seconds=float(os.environ.get("UNSEEN_NODE_WAIT_SECONDS", "300")),

@@ -21,8 +21,10 @@ from sandbox.container import (
 )
 from sandbox.image import ImageMissingError, ensure_runner_image, runner_image_tag
 from sandbox.runtime import (
+    RUNC,
     RUNTIMES,
     RuntimeUnavailableError,
+    choose_isolation,
     choose_runtime,
     registered_runtimes,
 )
@@ -31,18 +33,17 @@ from sandbox.zygote import ZygotePool
 log = logging.getLogger(__name__)
 
 
-ISOLATION_FORMS = ("zygote", "container")
-
-
 class DockerSandbox:
     """Runs blocks in hardened containers, in one of two forms (docs/isolation.md):
 
-    * ``zygote`` (default): a container per worker slot and job; each block a fresh process
-      under a fresh uid, streamed its block over a pipe — tens of milliseconds per block;
-    * ``container``: a fresh container per block — about a second per block.
+    * ``zygote`` (runc's default): a container per worker slot and job; each block a fresh
+      process under a fresh uid, streamed its block over a pipe — tens of milliseconds;
+    * ``container`` (runsc's default): a fresh container per block — about a second (runc) or
+      two (runsc) per block.
 
     Both run under the node's OCI runtime (``sandbox.runtime``): ``runtime`` is the setting
-    (runc, runsc, or None/auto: runsc when the engine has it), resolved once, on first need.
+    (runc, runsc, or None/auto: runsc when the engine has it); ``isolation`` None takes the
+    runtime's default. Both are resolved once, on first need.
     """
 
     def __init__(
@@ -50,17 +51,18 @@ class DockerSandbox:
         node: str,
         limits: SandboxLimits,
         image: str | None = None,
-        isolation: str = "zygote",
+        isolation: str | None = None,
         runtime: str | None = None,
     ) -> None:
-        if isolation not in ISOLATION_FORMS:
-            raise ValueError(f"isolation must be one of {ISOLATION_FORMS}; got {isolation!r}")
-        choose_runtime(runtime, RUNTIMES)  # a misspelt setting fails here, before any Docker
+        # misspelt settings fail here, before any Docker
+        choose_isolation(isolation, RUNC)
+        choose_runtime(runtime, RUNTIMES)
         self._node = node
         self._limits = limits
         self._local = threading.local()
         self._image = image or runner_image_tag()
-        self._isolation = isolation
+        self._requested_isolation = isolation
+        self._isolation = isolation or "zygote"  # until the runtime is known
         self._requested_runtime = runtime
         self._runtime: str | None = None
         self._runtime_lock = threading.Lock()
@@ -72,6 +74,7 @@ class DockerSandbox:
 
     @property
     def isolation(self) -> str:
+        """The isolation form (the runtime's default until the runtime is resolved)."""
         return self._isolation
 
     @property
@@ -81,7 +84,9 @@ class DockerSandbox:
         with self._runtime_lock:
             if self._runtime is None:
                 registered = registered_runtimes(self._client())
-                self._runtime = choose_runtime(self._requested_runtime, registered)
+                runtime = choose_runtime(self._requested_runtime, registered)
+                self._isolation = choose_isolation(self._requested_isolation, runtime)
+                self._runtime = runtime
                 if self._isolation == "zygote":
                     labels = {NODE_LABEL: self._node}
                     self._pool = ZygotePool(

@@ -42,6 +42,28 @@ def choose_runtime(requested: str | None, registered: Iterable[str]) -> str:
     return wanted
 
 
+ISOLATION_FORMS = ("zygote", "container")
+#: Why the zygote form is not offered under runsc yet (docs/isolation.md, measured here):
+#: gVisor's /proc lets a block's uid read other processes' maps and environment and open some
+#: of their descriptors, which Linux refuses; its isolation between blocks is not proven.
+ZYGOTE_UNDER_RUNSC = (
+    "the zygote isolation form is not offered under runsc yet: gVisor's /proc lets a block "
+    "see the zygote's processes (docs/isolation.md); set UNSEEN_ISOLATION=container (a fresh "
+    "gVisor sandbox per block) or UNSEEN_RUNTIME=runc"
+)
+
+
+def choose_isolation(requested: str | None, runtime: str) -> str:
+    """The isolation form: the setting, else the runtime's default (zygote under runc, a
+    container per block under runsc). Refuses a form the runtime does not offer."""
+    if requested is not None and requested not in ISOLATION_FORMS:
+        raise ValueError(f"UNSEEN_ISOLATION must be one of zygote, container; got {requested!r}")
+    form = requested or ("container" if runtime == RUNSC else "zygote")
+    if form == "zygote" and runtime == RUNSC:
+        raise RuntimeUnavailableError(ZYGOTE_UNDER_RUNSC)
+    return form
+
+
 def registered_runtimes(client: docker.DockerClient) -> set[str]:
     """The runtimes the engine reports (``docker info``'s Runtimes)."""
     return set((client.info().get("Runtimes") or {}).keys())

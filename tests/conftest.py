@@ -22,9 +22,14 @@ import pytest
 from api.launcher import ServerProcess, free_port
 from client.api import UnseenClient
 from sandbox.container import BlockRun, SandboxLimits, run_block
+from sandbox.runtime import registered_runtimes
 from sandbox.zygote import ZygoteContainer
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite's servers and nodes run their sandboxes under runc unless a test says otherwise:
+# the runsc cases are the tests that name it (test_hardening, test_sandbox, test_runtime),
+# so a machine with runsc registered (auto would pick it) runs the same suite in the same time.
+os.environ.setdefault("UNSEEN_RUNTIME", "runc")
 #: Blocks per dataset in the end-to-end tests: small, so each job is a few seconds.
 TEST_BLOCKS = 6
 TINY_BLOCKS = 2
@@ -192,15 +197,42 @@ def leftovers(client: docker.DockerClient, node: str = SANDBOX_NODE) -> list[obj
     )
 
 
+#: The OCI runtimes every sandbox test runs under: runc, and gVisor's runsc (the second wall,
+#: scripts/runsc-setup, which `make test` and .ci/run do): a missing runsc fails, never skips.
+RUNTIMES = ["runc", "runsc"]
+#: The (isolation form, runtime) pairs a node can run: the zygote form is runc's alone
+#: (sandbox.runtime.ZYGOTE_UNDER_RUNSC).
+SANDBOX_FORMS = [("container", "runc"), ("zygote", "runc"), ("container", "runsc")]
+
+
+def require_runtime(client: docker.DockerClient, name: str) -> str:
+    if name not in registered_runtimes(client):
+        pytest.fail(f"the Docker engine has no runtime {name!r}: run `make runsc`")
+    return name
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest, docker_client: docker.DockerClient) -> str:
+    """Each sandbox test once per runtime."""
+    return require_runtime(docker_client, str(request.param))
+
+
 class Sandbox:
     """Runs a source string on a three-row block in the real runner image, hardened, in one
     of the two isolation forms: ``container`` (a container per block) or ``zygote`` (a fresh
-    process and uid per block inside a slot container, here a fresh slot per run)."""
+    process and uid per block inside a slot container, here a fresh slot per run), under one
+    OCI runtime (runc or runsc)."""
 
     def __init__(
-        self, client: docker.DockerClient, image: str, work: Path, form: str = "container"
+        self,
+        client: docker.DockerClient,
+        image: str,
+        work: Path,
+        form: str = "container",
+        runtime: str = "runc",
     ) -> None:
         self.client, self.image, self.work, self.form = client, image, work, form
+        self.runtime = runtime
         work.chmod(0o755)
         self.block = work / "block.parquet"
         pd.DataFrame({"card_id": [1, 1, 2], "fare": [3.0, 4.0, 5.0]}).to_parquet(self.block)
@@ -222,9 +254,12 @@ class Sandbox:
         labels = {"unseen.node": SANDBOX_NODE}
         if self.form == "container":
             return run_block(
-                self.client, self.image, code, self.block, limits or SandboxLimits(), labels
-            )
-        slot = ZygoteContainer(self.client, self.image, code, limits or SandboxLimits(), labels)
+                self.client, self.image, code, self.block, limits or SandboxLimits(), labels,
+                self.runtime,
+            )  # fmt: skip
+        slot = ZygoteContainer(
+            self.client, self.image, code, limits or SandboxLimits(), labels, self.runtime
+        )
         try:
             return slot.run(self.block)
         finally:
@@ -232,19 +267,24 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox(docker_client: docker.DockerClient, runner_image: str, tmp_path: Path) -> Sandbox:
-    return Sandbox(docker_client, runner_image, tmp_path)
+def sandbox(
+    docker_client: docker.DockerClient, runner_image: str, tmp_path: Path, runtime: str
+) -> Sandbox:
+    """A container per block, under each runtime."""
+    return Sandbox(docker_client, runner_image, tmp_path, "container", runtime)
 
 
-@pytest.fixture(params=["container", "zygote"])
+@pytest.fixture(params=SANDBOX_FORMS, ids=["-".join(pair) for pair in SANDBOX_FORMS])
 def any_sandbox(
     request: pytest.FixtureRequest,
     docker_client: docker.DockerClient,
     runner_image: str,
     tmp_path: Path,
 ) -> Sandbox:
-    """The same hostile test against both isolation forms."""
-    return Sandbox(docker_client, runner_image, tmp_path, request.param)
+    """The same hostile test against every isolation form under every runtime it runs on."""
+    form, runtime = request.param
+    require_runtime(docker_client, runtime)
+    return Sandbox(docker_client, runner_image, tmp_path, form, runtime)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
