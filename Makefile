@@ -5,12 +5,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: system install image server-image demo test lint unit clean compose-up compose-down \
+.PHONY: system runsc install image server-image demo test lint unit clean compose-up compose-down \
 	compose-demo
 
 # Debian packages (debootstrap, docker-compose) and a running Docker engine; no-op when present.
 system:
 	bash scripts/system-setup
+
+# gVisor's runsc from Debian, registered with the running Docker engine by a reload (running
+# containers live on); nodes then run their sandboxes under it by default (UNSEEN_RUNTIME).
+runsc:
+	bash scripts/runsc-setup
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
