@@ -1,9 +1,10 @@
 """The embedded worker: a background thread that runs queued jobs in this process.
 
-The one-machine default needs no broker: submissions put a job id on an in-memory queue and
-this thread runs it through :func:`runner.tasks.execute_job` — the same task code Celery runs.
+Every server runs its jobs here, with or without a broker: submissions put a job id on an
+in-memory queue and this thread runs it through :func:`runner.jobs.execute_job`, the trusted
+reducer. Only the blocks may go elsewhere: to data nodes' Celery workers (``runner.nodes``).
 The database stays the source of truth, so a restart loses nothing: queued jobs are picked up
-again and jobs caught mid-run are failed with their budget returned.
+again and jobs caught mid-run are failed, charged (``api.job_lifecycle.recover_interrupted``).
 
 When the API runs in several processes, only one of them runs this worker; jobs submitted to
 the others reach it through ``queued``, which the worker polls (every ``poll_seconds``) for
@@ -19,9 +20,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from runner.jobs import JobStore, execute_job
 from runner.pipeline import BlockRunner, BlockSource
 from runner.query import PartialsSource, local_partials
-from runner.tasks import JobStore, execute_job
 
 log = logging.getLogger(__name__)
 _STOP = object()

@@ -1,11 +1,16 @@
-"""Job tasks: the state machine's transitions, the same code for the embedded worker and Celery.
+"""Running one job through its lifecycle: claim it, get its blocks' results, release once.
 
-States: queued → running → awaiting_review → released | rejected, or → failed. The store
-(implemented by the API's persistence layer and injected here, so imports point one way)
-makes each transition atomic; budget is charged in the same transaction that stores the noisy
-result. A failed job's budget is returned only if nothing of it touched the full data (no
-block's code ran, no partial came back): once it has, the job is charged whatever happens, so
-a refund cannot tell what the data made the code do.
+:func:`execute_job` runs in the API's embedded worker (``runner.embedded``) in both deployment
+shapes: it is the trusted reducer. What changes between the shapes is where the blocks are
+computed (``runner.nodes``): in this process's sandbox, or — with a broker — by the data nodes'
+Celery workers (``runner.node_tasks``, reached through ``runner.celery_fanout``), which run the
+same per-block code and send back parsed, clipped results or bounded partials, never rows.
+
+The store (implemented by the API's persistence layer and injected here, so imports point one
+way) makes each transition of ``runner.lifecycle`` atomic; budget is charged in the same
+transaction that stores the noisy result. A failed job's budget is returned only if nothing of
+it touched the full data (no block's code ran, no partial came back): once it has, the job is
+charged whatever happens, so a refund cannot tell what the data made the code do.
 """
 
 from __future__ import annotations
