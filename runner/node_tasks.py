@@ -26,21 +26,29 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
-from privacy.outputs import Combine, make_output_spec
+from privacy.outputs import Combine
 from privacy.query import parse_plan
 from runner.blocks import load_layout, parquet_columns, partition_dataset
-from runner.celery_app import make_celery, policy_from_wire
+from runner.celery_app import make_celery
 from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
 from runner.sample import CODE_FILE, write_code
-from runner.synthesize import Declaration, SynthesisSpec, synthesize_blocks
+from runner.synthesize import synthesize_blocks
+from runner.wire import (
+    block_result_to_wire,
+    declaration_from_wire,
+    limits_from_wire,
+    outputs_from_wire,
+    partials_to_wire,
+    policy_from_wire,
+    synthesis_spec_from_wire,
+)
 from sandbox.container import SandboxLimits
 from sandbox.docker_sandbox import DockerSandbox
 from sandbox.policy import check_code
@@ -174,10 +182,9 @@ def synthesize_dataset(
     stay here; only the synthetic table (bounded like a sample) and the organizers' fidelity
     report go back."""
     layout = load_layout(_own_directory(directory))
-    declaration = Declaration(dict(declared["columns"]), str(declared["unit_column"]),
-                              dict(declared["bounds"]), dict(declared["key_sets"]))  # fmt: skip
+    declaration, wanted = declaration_from_wire(declared), synthesis_spec_from_wire(spec)
     with _heartbeat(self, {"done": 0}):
-        made = synthesize_blocks(layout, declaration, SynthesisSpec.from_wire(spec))
+        made = synthesize_blocks(layout, declaration, wanted)
     if len(made.parquet) > MAX_SAMPLE_BYTES:
         raise ValueError(f"the synthetic sample is over {MAX_SAMPLE_BYTES >> 20} MiB; ask for "
                          "fewer rows")  # fmt: skip
@@ -193,7 +200,7 @@ def query_blocks(
     layout = load_layout(_own_directory(directory))
     parsed_policy = policy_from_wire(policy)
     parsed = parse_plan(plan, parsed_policy)  # validated again here: the node trusts no one
-    return chunk_partials(layout, blocks, parsed, parsed_policy.unit_column).to_wire()
+    return partials_to_wire(chunk_partials(layout, blocks, parsed, parsed_policy.unit_column))
 
 
 class _Sandboxes:
@@ -320,9 +327,8 @@ def run_blocks(
     if problem:
         raise ValueError(f"code refused by the policy: {problem}")
     layout = load_layout(_own_directory(directory))
-    specs = [make_output_spec(**spec) for spec in outputs]
-    known = {field.name for field in fields(SandboxLimits)}
-    sandbox_limits = SandboxLimits(**{k: v for k, v in limits.items() if k in known})
+    specs = outputs_from_wire(outputs)
+    sandbox_limits = limits_from_wire(limits)
     # One copy per worker process, removed with the job's containers when the job goes idle
     # (taken as busy before it is written, so the idle sweep cannot remove it under us).
     name = f"{job_id}-{os.getpid()}"
@@ -334,7 +340,7 @@ def run_blocks(
         job = AggregateJob(code_path, layout, specs, Combine.SUM, 0.0)
         with _heartbeat(self, progress):
             for result in local_block_results(job, sandbox, 1, blocks, finish=False):
-                answers.append(result.to_wire())
+                answers.append(block_result_to_wire(result))
                 progress["done"] = len(answers)
                 self.update_state(state="PROGRESS", meta=dict(progress))
     finally:

@@ -21,11 +21,11 @@ import pytest
 
 from client.api import UnseenError
 from client.plans import Query
-from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
+from privacy.query import DatasetPolicy, combine_partials, parse_plan
 from runner.blocks import load_layout
-from runner.celery_app import policy_from_wire, policy_to_wire
 from runner.node_tasks import query_blocks
 from runner.query import CHUNK_BLOCKS, QueryJob, local_partials
+from runner.wire import partials_from_wire, partials_to_wire, policy_from_wire, policy_to_wire
 from tests.conftest import (
     ROOT,
     Deployment,
@@ -282,7 +282,7 @@ def test_a_nodes_partials_equal_the_local_ones(fanned_out: Node) -> None:
     wire = query_blocks(str(directory), list(range(layout.blocks)), PLAN, policy_to_wire(policy))
     job = QueryJob(layout, plan, policy.unit_column, 1.0)
     here = combine_partials(local_partials(job))
-    assert Partials.from_wire(wire, plan).to_wire() == here.to_wire()
+    assert partials_to_wire(partials_from_wire(wire, plan)) == partials_to_wire(here)
 
 
 def _node_containers(label: str, *filters: str) -> list[str]:
