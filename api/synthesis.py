@@ -111,7 +111,6 @@ def _run_here(dataset: Dataset, spec: SynthesisSpec) -> _Made:
 
 
 def _run_on_node(ctx: AppContext, dataset: Dataset, spec: SynthesisSpec) -> _Made:
-    assert ctx.nodes is not None  # checked before the budget was reserved
     answer = ctx.nodes.call(
         dataset.node, "unseen.synthesize_dataset", dataset.directory,
         declaration_to_wire(declaration(dataset)), synthesis_spec_to_wire(spec),
@@ -134,7 +133,7 @@ def synthesize(ctx: AppContext, name: str, body: SynthesisIn, actor: User) -> Sy
             attributes_for(declaration(dataset), spec)  # public checks, before any budget
         except SynthesisError as exc:
             raise ApiError(422, "bad_synthesis", str(exc)) from exc
-        if dataset.node != ctx.settings.node and ctx.nodes is None:
+        if not ctx.nodes.reaches(dataset.node):
             raise ApiError(
                 422, "no_broker",
                 f"dataset {name!r} is on node {dataset.node!r}: this server has no broker to "

@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -28,8 +28,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
-from runner.celery_app import node_queue
+from runner.celery_app import NodeApps, node_queue
 from runner.node_errors import NodeTaskFailed, NodeUnavailable
+from runner.nodes import LocalNodes
 from runner.pipeline import AggregateJob, BlockResult
 from runner.query import CHUNK_BLOCKS, QueryJob, block_chunks
 from runner.wire import (
@@ -325,3 +326,40 @@ class RemoteNodes:
                 time.sleep(POLL_SECONDS)
         finally:
             _discard(app, [result])
+
+
+class CeleryNodes:
+    """The scale-out shape (``runner.nodes.Nodes``): a dataset on another node has its blocks
+    computed there, sent in chunks to that node's queue; this server's own datasets are still
+    computed here (``local``)."""
+
+    def __init__(
+        self,
+        local: LocalNodes,
+        broker_url: str,
+        wait_seconds: float = 300.0,
+        resend_seconds: float = 60.0,
+        limits: SandboxLimits | None = None,
+    ) -> None:
+        apps = NodeApps(broker_url)
+        self._local = local
+        self._blocks = CeleryBlocks(apps, wait_seconds, resend_seconds, limits=limits)
+        self._remote = RemoteNodes(apps, wait_seconds)
+
+    def reaches(self, node: str) -> bool:
+        return True  # through the broker; whether a worker answers is seen when one is asked
+
+    def partials(
+        self, job: QueryJob, progress: Callable[[int, int], None] | None = None
+    ) -> Iterable[Partials]:
+        if job.node == self._local.own:  # registered on this server: its blocks are here
+            return self._local.partials(job, progress)
+        return self._blocks.partials(job, progress)
+
+    def block_results(self, job: AggregateJob) -> Iterable[BlockResult]:
+        if job.node == self._local.own:
+            return self._local.block_results(job)
+        return self._blocks.block_results(job)
+
+    def call(self, node: str, task: str, *args: Any) -> Any:
+        return self._remote.call(node, task, *args)

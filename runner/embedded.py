@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from runner.jobs import JobStore, execute_job
-from runner.pipeline import BlockRunner, BlockSource
-from runner.query import PartialsSource, local_partials
+from runner.nodes import Nodes
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -48,18 +47,12 @@ class EmbeddedWorker:
     def __init__(
         self,
         store: JobStore,
-        run_block: BlockRunner,
-        slots: int,
+        nodes: Nodes,
         queued: Callable[[], list[str]] | None = None,
         poll_seconds: float = 0.25,
-        query_source: PartialsSource = local_partials,
-        block_source: BlockSource | None = None,
     ) -> None:
-        self._query_source = query_source
-        self._block_source = block_source
         self._store = store
-        self._run_block = run_block
-        self._slots = slots
+        self._nodes = nodes
         self._queued = queued
         self._poll_seconds = poll_seconds
         self._queue: queue.Queue[object] = queue.Queue()
@@ -110,11 +103,7 @@ class EmbeddedWorker:
             if item is _STOP:
                 return
             try:
-                execute_job(
-                    str(item), self._store, self._run_block, self._slots,
-                    query_source=self._query_source, block_source=self._block_source,
-                    hold=self._stopping.wait,
-                )  # fmt: skip
+                execute_job(str(item), self._store, self._nodes, hold=self._stopping.wait)
             except Exception:  # keep the worker alive; execute_job already recorded the failure
                 log.exception("worker: job %s crashed", item)
             finally:

@@ -26,16 +26,9 @@ from privacy.outputs import Combine, OutputSpec
 from privacy.query import DatasetPolicy, QueryPlan
 from runner.blocks import BlockLayout
 from runner.lifecycle import ErrorClass, JobState
-from runner.pipeline import (
-    AggregateJob,
-    AggregateResult,
-    BlockRunner,
-    BlockSource,
-    InfrastructureError,
-    local_block_results,
-    run_aggregate,
-)
-from runner.query import PartialsSource, QueryJob, QueryResult, local_partials, run_query
+from runner.nodes import Nodes
+from runner.pipeline import AggregateJob, AggregateResult, InfrastructureError, run_aggregate
+from runner.query import QueryJob, QueryResult, run_query
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +84,12 @@ class JobStore(Protocol):
 def execute_job(
     job_id: str,
     store: JobStore,
-    run_block: BlockRunner,
-    slots: int,
+    nodes: Nodes,
     on_progress: Callable[[int, int], None] | None = None,
-    query_source: PartialsSource = local_partials,
-    block_source: BlockSource | None = None,
     hold: Callable[[float], object] = time.sleep,
 ) -> JobState:
-    """Run one queued job to its next resting state and return that state. Blocks run here
-    in ``run_block`` unless ``block_source`` sends them elsewhere (a data node).
+    """Run one queued job to its next resting state and return that state. Its blocks are
+    computed where ``nodes`` says: in this node's sandbox, or on the data node holding them.
 
     Whatever happens, the worker is held until the job's public schedule has passed since it
     claimed the job (``hold`` waits): the next job's start must not tell how long this one's
@@ -117,8 +107,7 @@ def execute_job(
         return JobState.FAILED
     ends_at = time.monotonic() + claimed.schedule_seconds
     try:
-        return _run_claimed(claimed, store, run_block, slots, on_progress, query_source,
-                            block_source)  # fmt: skip
+        return _run_claimed(claimed, store, nodes, on_progress)
     finally:
         left = ends_at - time.monotonic()
         if left > 0:
@@ -130,11 +119,8 @@ def execute_job(
 def _run_claimed(
     claimed: ClaimedJob | ClaimedQuery,
     store: JobStore,
-    run_block: BlockRunner,
-    slots: int,
+    nodes: Nodes,
     on_progress: Callable[[int, int], None] | None,
-    query_source: PartialsSource,
-    block_source: BlockSource | None,
 ) -> JobState:
     job_id = claimed.job_id
     touched = False  # some block's result (or a query's partials) came back
@@ -153,18 +139,13 @@ def _run_claimed(
                 claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon, claimed.delta,
                 claimed.raw_plan, claimed.policy, claimed.node,
             )  # fmt: skip
-            result = run_query(query, progress, query_source)
+            result = run_query(query, progress, nodes.partials)
         else:
             job = AggregateJob(
                 claimed.code_path, claimed.layout, claimed.outputs, claimed.combine,
                 claimed.epsilon, claimed.node, claimed.block_seconds,
             )  # fmt: skip
-            results = (
-                local_block_results(job, run_block, slots)
-                if block_source is None
-                else block_source(job)
-            )
-            result = run_aggregate(job, results, progress)
+            result = run_aggregate(job, nodes.block_results(job), progress)
     except Exception as exc:  # nothing was released: no noise drawn yet
         log.exception("job %s failed before release", job_id)
         if isinstance(exc, InfrastructureError):  # every block came back: did any code run?

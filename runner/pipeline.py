@@ -75,10 +75,6 @@ class BlockResult:
     sandbox: str = ""  # the node's runtime and isolation form, e.g. "runsc/zygote"
 
 
-#: Where an aggregate job's block results come from: blocks run here, or on a data node.
-BlockSource = Callable[[AggregateJob], Iterable[BlockResult]]
-
-
 @dataclass
 class AggregateReport:
     """Organizer-facing diagnostics of one run; never sent to a contestant."""
