@@ -56,6 +56,12 @@ def broker(redis: RedisServer) -> str:
     return redis.url
 
 
+def _runtime() -> dict[str, str]:
+    """The runtime the suite's servers are told to use, if any, for its node workers too."""
+    runtime = os.environ.get("UNSEEN_RUNTIME")
+    return {"UNSEEN_RUNTIME": runtime} if runtime else {}
+
+
 class NodeWorker:
     """``celery -A runner.node_tasks worker`` on one node's queue, as a data node runs it."""
 
@@ -71,7 +77,7 @@ class NodeWorker:
             env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": node,
                  "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4",
                  "UNSEEN_NODE_JOBS_DIR": str(log.parent / f"{log.stem}-jobs"),
-                 "UNSEEN_NODE_IDLE_SECONDS": "2", **(env or {})},
+                 "UNSEEN_NODE_IDLE_SECONDS": "2", **_runtime(), **(env or {})},
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text(errors="replace"):
