@@ -10,11 +10,10 @@ from __future__ import annotations
 import fcntl
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from fastapi import FastAPI
 
@@ -31,29 +30,19 @@ from api.routes import (
     datasets,
     jobs,
     licences,
-    nodes,
     queries,
     review,
     synthesis,
     tokens,
 )
+from api.routes import nodes as node_routes
 from api.settings import Settings, load_settings
 from api.store import SqlJobStore
 from api.web import pages, synthesis_pages
-from privacy.query import Partials
 from runner.embedded import EmbeddedWorker, JobSubmitter, PolledElsewhere
-from runner.pipeline import (
-    AggregateJob,
-    BlockResult,
-    BlockRunner,
-    BlockSource,
-    local_block_results,
-)
+from runner.nodes import Nodes, Sandbox, connect_nodes
+from runner.query import stop_query_processes
 from sandbox.docker_sandbox import DockerSandbox
-
-if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
-    from runner.celery_fanout import RemoteNodes
-from runner.query import PartialsSource, QueryJob, local_partials, stop_query_processes
 
 log = logging.getLogger(__name__)
 
@@ -73,45 +62,27 @@ def worker_lock(data_dir: Path) -> TextIO | None:
     return handle
 
 
-@dataclass(frozen=True)
-class NodeLinks:
-    """How this server reaches data nodes: where query partials and aggregate blocks come
-    from (computed here, or — with a broker — by the nodes' Celery workers), and one-off
-    calls to a node (registering a dataset it holds)."""
-
-    partials: PartialsSource = local_partials
-    blocks: BlockSource | None = None
-    nodes: RemoteNodes | None = None
+def default_sandbox(settings: Settings) -> Sandbox:
+    """This node's Docker sandbox, as the settings ask for it."""
+    return DockerSandbox(
+        settings.node, settings.limits, settings.runner_image, settings.isolation,
+        settings.runtime,
+    )  # fmt: skip
 
 
-def node_links(settings: Settings, run_block: BlockRunner) -> NodeLinks:
-    if settings.broker_url is None:
-        return NodeLinks()
-    from runner.celery_app import NodeApps
-    from runner.celery_fanout import CeleryBlocks, RemoteNodes
-
-    apps = NodeApps(settings.broker_url)
-    fan_out = CeleryBlocks(
-        apps, settings.node_wait_seconds, settings.node_resend_seconds, limits=settings.limits
-    )
-    own = settings.node
-
-    def partials(
-        job: QueryJob, progress: Callable[[int, int], None] | None = None
-    ) -> Iterable[Partials]:
-        if job.node == own:  # registered on this server: its blocks are here
-            return local_partials(job, progress)
-        return fan_out.partials(job, progress)
-
-    def blocks(job: AggregateJob) -> Iterable[BlockResult]:
-        if job.node == own:
-            return local_block_results(job, run_block, settings.slots)
-        return fan_out.block_results(job)
-
-    return NodeLinks(partials, blocks, RemoteNodes(apps, settings.node_wait_seconds))
+def default_nodes(settings: Settings, sandbox: Sandbox) -> Nodes:
+    """Blocks run in ``sandbox`` here; with a broker, other nodes' blocks on their workers."""
+    return connect_nodes(
+        settings.node, sandbox, settings.slots, settings.broker_url, settings.node_wait_seconds,
+        settings.node_resend_seconds, settings.limits,
+    )  # fmt: skip
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, sandbox: Sandbox | None = None, nodes: Nodes | None = None
+) -> FastAPI:
+    """The app; ``sandbox`` and ``nodes`` replace the real ones (Docker, and the broker when
+    the settings name one), e.g. by a test's fakes. They are made when the app starts."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -119,33 +90,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.datasets_dir.mkdir(parents=True, exist_ok=True)
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        sandbox = DockerSandbox(
-            settings.node, settings.limits, settings.runner_image, settings.isolation,
-            settings.runtime,
-        )  # fmt: skip
+        box = sandbox or default_sandbox(settings)
         # Refuses to start (RuntimeUnavailableError) when the setting names a runtime the
         # engine lacks: never a weaker wall than asked for.
-        log.warning("sandboxes run under %s (runtime/isolation)", sandbox.describe())
+        log.warning("sandboxes run under %s (runtime/isolation)", box.describe())
         lock = worker_lock(settings.data_dir)
-        links = node_links(settings, sandbox)
+        transport = nodes or default_nodes(settings, box)
         worker: JobSubmitter
         if lock is None:  # another API process of this server runs the jobs
             worker = PolledElsewhere()
         else:
-            reaped = sandbox.reap()
+            reaped = box.reap()
             if reaped:
                 log.warning("removed %d orphaned sandbox container(s)", reaped)
             store = SqlJobStore(db, settings.jobs_dir)
-            worker = EmbeddedWorker(
-                store, sandbox, settings.slots, queued=store.queued,
-                query_source=links.partials, block_source=links.blocks,
-            )  # fmt: skip
+            worker = EmbeddedWorker(store, transport, queued=store.queued)
             with db.transaction() as session:
                 pending = job_lifecycle.recover_interrupted(session)
             worker.start(pending)
-        app.state.context = AppContext(
-            settings, db, worker, sandbox.image_problem, sandbox, sandbox.image, links.nodes
-        )
+        app.state.context = AppContext(settings, db, worker, box, transport)
         # What start-up made lives as long as the process: out of the collector's sight, so a
         # full collection under load walks only what requests made (shorter pauses, lower p99).
         gc.collect()
@@ -170,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
-                   audit, nodes, synthesis):  # fmt: skip
+                   audit, node_routes, synthesis):  # fmt: skip
         app.include_router(module.router)
 
     app.include_router(pages.router)

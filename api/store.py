@@ -27,11 +27,11 @@ from api.models import Dataset, Job, as_utc, utcnow
 from privacy.outputs import Combine, make_output_spec
 from privacy.query import parse_plan
 from runner.blocks import BlockLayout
+from runner.jobs import ClaimedJob, ClaimedQuery, StoreUnavailable
 from runner.lifecycle import ErrorClass, JobState, Move
 from runner.pipeline import AggregateResult
 from runner.query import QueryResult
 from runner.sample import write_code
-from runner.tasks import ClaimedJob, ClaimedQuery, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -31,6 +31,7 @@ from privacy.synthesis import SynthesisError
 from runner.blocks import load_layout
 from runner.node_errors import NodeTaskFailed, NodeUnavailable
 from runner.synthesize import Declaration, SynthesisSpec, attributes_for, synthesize_blocks
+from runner.wire import declaration_to_wire, synthesis_spec_to_wire
 
 #: The synthetic sample travels from a node inside a task's answer (as the organizer's file did).
 MAX_SYNTHETIC_BYTES = 32 * 1024 * 1024
@@ -110,12 +111,9 @@ def _run_here(dataset: Dataset, spec: SynthesisSpec) -> _Made:
 
 
 def _run_on_node(ctx: AppContext, dataset: Dataset, spec: SynthesisSpec) -> _Made:
-    assert ctx.nodes is not None  # checked before the budget was reserved
-    d = declaration(dataset)
     answer = ctx.nodes.call(
         dataset.node, "unseen.synthesize_dataset", dataset.directory,
-        {"columns": d.columns, "unit_column": d.unit_column, "bounds": d.bounds,
-         "key_sets": d.key_sets}, spec.to_wire(),
+        declaration_to_wire(declaration(dataset)), synthesis_spec_to_wire(spec),
     )  # fmt: skip
     if not isinstance(answer, dict) or set(answer) != {"parquet", "rows", "report"}:
         raise ApiError(502, "node_answer", f"node {dataset.node!r} answered the synthesis oddly")
@@ -135,7 +133,7 @@ def synthesize(ctx: AppContext, name: str, body: SynthesisIn, actor: User) -> Sy
             attributes_for(declaration(dataset), spec)  # public checks, before any budget
         except SynthesisError as exc:
             raise ApiError(422, "bad_synthesis", str(exc)) from exc
-        if dataset.node != ctx.settings.node and ctx.nodes is None:
+        if not ctx.nodes.reaches(dataset.node):
             raise ApiError(
                 422, "no_broker",
                 f"dataset {name!r} is on node {dataset.node!r}: this server has no broker to "
@@ -143,8 +141,8 @@ def synthesize(ctx: AppContext, name: str, body: SynthesisIn, actor: User) -> Sy
             )  # fmt: skip
         _reserve(session, dataset, units)
         synthesis = Synthesis(dataset_id=dataset.id, epsilon=to_epsilon(units),
-                              charge_units=units, spec=spec.to_wire(), state="running",
-                              created_by=actor.id)  # fmt: skip
+                              charge_units=units, spec=synthesis_spec_to_wire(spec),
+                              state="running", created_by=actor.id)  # fmt: skip
         session.add(synthesis)
         session.flush()
         crud.audit(session, actor, "synthesis.started", dataset=name, synthesis=synthesis.id,

@@ -68,56 +68,6 @@ class Partials:
             union(self.units, other.units),
         )
 
-    def to_wire(self) -> dict[str, Any]:
-        """JSON-able form, for a data node to send its blocks' partials to the reducer. Floats
-        survive JSON exactly (shortest round-trip repr)."""
-        return {
-            "counts": self.counts.tolist(),
-            "sums": {quantity: total.tolist() for quantity, total in self.sums.items()},
-            "histograms": {name: bins.tolist() for name, bins in self.histograms.items()},
-            "keys": None if self.keys is None else [list(key) for key in self.keys],
-            "units": None if self.units is None else self.units.tolist(),
-        }
-
-    @classmethod
-    def from_wire(cls, wire: Any, plan: QueryPlan) -> Partials:
-        """Partials sent by a data node, checked against the plan before the reducer adds them:
-        the right quantities, one entry per cell (or per key), counts whole and >= 0, sums
-        finite. Raises ValueError naming what is wrong."""
-        if not isinstance(wire, dict):
-            raise ValueError("block partials must be a JSON object")
-        counts = np.asarray(wire.get("counts"), dtype=np.int64)
-        keys = wire.get("keys")
-        cells = len(plan.cells) if plan.public else len(keys) if isinstance(keys, list) else -1
-        if plan.public != (keys is None) or counts.shape != (cells,) or (counts < 0).any():
-            raise ValueError("block partials do not match the plan's cells")
-        expected = {f"sum:{a.column}" for a in plan.summed_columns} | {
-            f"sumsq:{a.column}" for a in plan.squared_columns
-        }
-        sums = {q: np.asarray(v) for q, v in dict(wire.get("sums") or {}).items()}
-        if set(sums) != expected or any(
-            v.shape != (cells,) or (len(v) and v.dtype.kind not in "iu") for v in sums.values()
-        ):
-            raise ValueError("block partials carry other sums than the plan's (integer steps)")
-        sums = {q: v.astype(np.int64) for q, v in sums.items()}
-        bins = {f"hist:{a.column}": a.bins for a in plan.histogram_columns}
-        histograms = {
-            n: np.asarray(v, dtype=np.int64) for n, v in dict(wire.get("histograms") or {}).items()
-        }
-        if set(histograms) != set(bins) or any(
-            h.shape != (cells, bins[n]) or (h < 0).any() for n, h in histograms.items()
-        ):
-            raise ValueError("block partials carry other histograms than the plan's")
-        if keys is None:
-            return cls(counts, sums, histograms)
-        units = np.asarray(wire.get("units"), dtype=np.int64)
-        if units.shape != (cells,) or (units < 0).any() or (units > counts).any():
-            raise ValueError("block partials' unit counts do not match their keys")
-        width = len(plan.group_by)
-        if any(not isinstance(key, list) or len(key) != width for key in keys):
-            raise ValueError("block partials' keys do not match the plan's group_by")
-        return cls(counts, sums, histograms, tuple(tuple(key) for key in keys), units)
-
 
 def referenced_columns(plan: QueryPlan, unit_column: str) -> list[str]:
     """The only columns a block has to be read with."""

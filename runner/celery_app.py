@@ -12,11 +12,8 @@ receipt and sent again by the reducer when their heartbeat stops.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from celery import Celery
-
-from privacy.query import DatasetPolicy
 
 #: Seconds a task handed to a worker may go unacknowledged before Redis hands it to another
 #: (a worker killed mid-task never acknowledges). Longer than any query chunk takes.
@@ -74,27 +71,3 @@ class NodeApps:
         if app is None:
             app = self._apps[node] = make_celery(self._broker_url, node)
         return app
-
-
-def policy_to_wire(policy: DatasetPolicy) -> dict[str, Any]:
-    return {
-        "columns": dict(policy.columns),
-        "unit_column": policy.unit_column,
-        "bounds": {name: list(bounds) for name, bounds in policy.bounds.items()},
-        "key_sets": {name: list(keys) for name, keys in policy.key_sets.items()},
-        "max_cells": policy.max_cells,
-        "max_rows_per_unit": policy.max_rows_per_unit,
-        "max_groups_per_unit": policy.max_groups_per_unit,
-    }
-
-
-def policy_from_wire(wire: dict[str, Any]) -> DatasetPolicy:
-    return DatasetPolicy(
-        columns=dict(wire["columns"]),
-        unit_column=str(wire["unit_column"]),
-        bounds={name: (float(lo), float(hi)) for name, (lo, hi) in wire["bounds"].items()},
-        key_sets={name: list(keys) for name, keys in wire["key_sets"].items()},
-        max_cells=int(wire["max_cells"]),
-        max_rows_per_unit=int(wire["max_rows_per_unit"]),
-        max_groups_per_unit=int(wire["max_groups_per_unit"]),
-    )

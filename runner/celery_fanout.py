@@ -16,8 +16,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from celery import Celery
@@ -28,10 +28,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from privacy.query import Partials
-from runner.celery_app import node_queue, policy_to_wire
+from runner.celery_app import NodeApps, node_queue
 from runner.node_errors import NodeTaskFailed, NodeUnavailable
+from runner.nodes import LocalNodes
 from runner.pipeline import AggregateJob, BlockResult
 from runner.query import CHUNK_BLOCKS, QueryJob, block_chunks
+from runner.wire import (
+    block_result_from_wire,
+    limits_to_wire,
+    outputs_to_wire,
+    partials_from_wire,
+    policy_to_wire,
+)
 from sandbox.container import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -141,7 +149,7 @@ class CeleryBlocks:
             job.node, job.layout.blocks, block_chunks(job.layout.blocks, self._chunk),
             "unseen.query_blocks", lambda blocks: (args[0], blocks, args[1], args[2]),
         ):  # fmt: skip
-            yield Partials.from_wire(wire, job.plan)
+            yield partials_from_wire(wire, job.plan)
             done += len(chunk)
             if progress is not None:
                 progress(done, job.layout.blocks)
@@ -152,11 +160,11 @@ class CeleryBlocks:
         """Each block's parsed, clipped result as its chunk comes back, checked: exactly the
         blocks asked for, each once, with exactly the declared values."""
         code = job.code_path.read_text(encoding="utf-8")
-        outputs = [asdict(spec) for spec in job.outputs]
+        outputs = outputs_to_wire(job.outputs)
         limits = self._limits
         if job.block_seconds:  # the job's public T, within the node's own limit
             limits = replace(limits, wall_seconds=min(job.block_seconds, limits.wall_seconds))
-        wire_limits = asdict(limits)
+        wire_limits = limits_to_wire(limits)
         directory = str(job.layout.directory)
         for chunk, wire in self._fan_out(
             job.node, job.layout.blocks, block_chunks(job.layout.blocks, self._aggregate_chunk),
@@ -167,7 +175,7 @@ class CeleryBlocks:
             if not isinstance(wire, list) or len(wire) != len(chunk):
                 raise ValueError(f"node {job.node!r} answered a chunk of {len(chunk)} blocks "
                                  "with the wrong number of results")  # fmt: skip
-            results = [BlockResult.from_wire(item, job.outputs, expected) for item in wire]
+            results = [block_result_from_wire(item, job.outputs, expected) for item in wire]
             if {result.index for result in results} != expected:
                 raise ValueError(f"node {job.node!r} answered some blocks twice")
             yield from results
@@ -318,3 +326,40 @@ class RemoteNodes:
                 time.sleep(POLL_SECONDS)
         finally:
             _discard(app, [result])
+
+
+class CeleryNodes:
+    """The scale-out shape (``runner.nodes.Nodes``): a dataset on another node has its blocks
+    computed there, sent in chunks to that node's queue; this server's own datasets are still
+    computed here (``local``)."""
+
+    def __init__(
+        self,
+        local: LocalNodes,
+        broker_url: str,
+        wait_seconds: float = 300.0,
+        resend_seconds: float = 60.0,
+        limits: SandboxLimits | None = None,
+    ) -> None:
+        apps = NodeApps(broker_url)
+        self._local = local
+        self._blocks = CeleryBlocks(apps, wait_seconds, resend_seconds, limits=limits)
+        self._remote = RemoteNodes(apps, wait_seconds)
+
+    def reaches(self, node: str) -> bool:
+        return True  # through the broker; whether a worker answers is seen when one is asked
+
+    def partials(
+        self, job: QueryJob, progress: Callable[[int, int], None] | None = None
+    ) -> Iterable[Partials]:
+        if job.node == self._local.own:  # registered on this server: its blocks are here
+            return self._local.partials(job, progress)
+        return self._blocks.partials(job, progress)
+
+    def block_results(self, job: AggregateJob) -> Iterable[BlockResult]:
+        if job.node == self._local.own:
+            return self._local.block_results(job)
+        return self._blocks.block_results(job)
+
+    def call(self, node: str, task: str, *args: Any) -> Any:
+        return self._remote.call(node, task, *args)

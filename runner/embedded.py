@@ -1,9 +1,10 @@
 """The embedded worker: a background thread that runs queued jobs in this process.
 
-The one-machine default needs no broker: submissions put a job id on an in-memory queue and
-this thread runs it through :func:`runner.tasks.execute_job` — the same task code Celery runs.
+Every server runs its jobs here, with or without a broker: submissions put a job id on an
+in-memory queue and this thread runs it through :func:`runner.jobs.execute_job`, the trusted
+reducer. Only the blocks may go elsewhere: to data nodes' Celery workers (``runner.nodes``).
 The database stays the source of truth, so a restart loses nothing: queued jobs are picked up
-again and jobs caught mid-run are failed with their budget returned.
+again and jobs caught mid-run are failed, charged (``api.job_lifecycle.recover_interrupted``).
 
 When the API runs in several processes, only one of them runs this worker; jobs submitted to
 the others reach it through ``queued``, which the worker polls (every ``poll_seconds``) for
@@ -19,9 +20,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from runner.pipeline import BlockRunner, BlockSource
-from runner.query import PartialsSource, local_partials
-from runner.tasks import JobStore, execute_job
+from runner.jobs import JobStore, execute_job
+from runner.nodes import Nodes
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -47,18 +47,12 @@ class EmbeddedWorker:
     def __init__(
         self,
         store: JobStore,
-        run_block: BlockRunner,
-        slots: int,
+        nodes: Nodes,
         queued: Callable[[], list[str]] | None = None,
         poll_seconds: float = 0.25,
-        query_source: PartialsSource = local_partials,
-        block_source: BlockSource | None = None,
     ) -> None:
-        self._query_source = query_source
-        self._block_source = block_source
         self._store = store
-        self._run_block = run_block
-        self._slots = slots
+        self._nodes = nodes
         self._queued = queued
         self._poll_seconds = poll_seconds
         self._queue: queue.Queue[object] = queue.Queue()
@@ -109,11 +103,7 @@ class EmbeddedWorker:
             if item is _STOP:
                 return
             try:
-                execute_job(
-                    str(item), self._store, self._run_block, self._slots,
-                    query_source=self._query_source, block_source=self._block_source,
-                    hold=self._stopping.wait,
-                )  # fmt: skip
+                execute_job(str(item), self._store, self._nodes, hold=self._stopping.wait)
             except Exception:  # keep the worker alive; execute_job already recorded the failure
                 log.exception("worker: job %s crashed", item)
             finally:

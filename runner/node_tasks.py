@@ -6,9 +6,11 @@
 A node answers with what the trusted reducer needs and nothing more: partial aggregates of its
 blocks for a query (bounded per privacy unit, summed over the chunk), or each block's output
 parsed strictly and clipped for an aggregate job; never rows, never raw output. The reducer
-checks the answers, adds them up and draws the noise once. ``UNSEEN_NODE_DATA_DIR``, when set,
-is the only tree a task may read from; job code is written under ``UNSEEN_NODE_JOBS_DIR``
-(a path the node's Docker engine can bind-mount).
+checks the answers, adds them up and draws the noise once. The worker's settings
+(``runner.node_settings``, read once at import): ``UNSEEN_NODE_DATA_DIR``, when set, is the only
+tree a task may read from; job code is written under ``UNSEEN_NODE_JOBS_DIR`` (a path the
+node's Docker engine can bind-mount); blocks run as ``UNSEEN_ISOLATION`` and
+``UNSEEN_RUNTIME`` say, as on a server.
 """
 
 from __future__ import annotations
@@ -21,33 +23,42 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
-from privacy.outputs import Combine, make_output_spec
+from privacy.outputs import Combine
 from privacy.query import parse_plan
 from runner.blocks import load_layout, parquet_columns, partition_dataset
-from runner.celery_app import make_celery, policy_from_wire
+from runner.celery_app import make_celery
+from runner.node_settings import load_node_settings
 from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
 from runner.sample import CODE_FILE, write_code
-from runner.synthesize import Declaration, SynthesisSpec, synthesize_blocks
+from runner.synthesize import synthesize_blocks
+from runner.wire import (
+    block_result_to_wire,
+    declaration_from_wire,
+    limits_from_wire,
+    outputs_from_wire,
+    partials_to_wire,
+    policy_from_wire,
+    synthesis_spec_from_wire,
+)
 from sandbox.container import SandboxLimits
 from sandbox.docker_sandbox import DockerSandbox
 from sandbox.policy import check_code
 
-NODE = os.environ.get("UNSEEN_NODE", "local")
+SETTINGS = load_node_settings()
+NODE = SETTINGS.node
 log = logging.getLogger(__name__)
-app = make_celery(os.environ.get("UNSEEN_BROKER_URL", "redis://127.0.0.1:6379/0"), NODE)
+app = make_celery(SETTINGS.broker_url, NODE)
 #: A public sample travels to the API inside a task's answer; samples are small by design.
 MAX_SAMPLE_BYTES = 32 * 1024 * 1024
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -56,13 +67,13 @@ DIRECTORY_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # a dataset's: its name an
 HEARTBEAT_SECONDS = 5.0
 #: A job's sandbox containers are kept between its chunks, and removed once no chunk of it
 #: has come for this long (the node does not know which chunk is a job's last).
-IDLE_SECONDS = float(os.environ.get("UNSEEN_NODE_IDLE_SECONDS", "10"))
+IDLE_SECONDS = SETTINGS.idle_seconds
 
 
 def _own_directory(raw: str) -> Path:
     directory = Path(raw).resolve()
-    root = os.environ.get("UNSEEN_NODE_DATA_DIR")
-    if root and not directory.is_relative_to(Path(root).resolve()):
+    root = SETTINGS.data_dir
+    if root is not None and not directory.is_relative_to(root):
         raise PermissionError(f"{directory} is not under this node's data ({root})")
     return directory
 
@@ -114,10 +125,9 @@ def _dataset_files(source_path: str, sample_path: str) -> tuple[Path, Path | Non
 
 
 def _data_root() -> Path:
-    root = os.environ.get("UNSEEN_NODE_DATA_DIR")
-    if not root:
+    if SETTINGS.data_dir is None:
         raise RuntimeError("this node's worker has no UNSEEN_NODE_DATA_DIR to keep datasets in")
-    return Path(root).resolve()
+    return SETTINGS.data_dir
 
 
 @app.task(name="unseen.inspect_dataset")
@@ -174,10 +184,9 @@ def synthesize_dataset(
     stay here; only the synthetic table (bounded like a sample) and the organizers' fidelity
     report go back."""
     layout = load_layout(_own_directory(directory))
-    declaration = Declaration(dict(declared["columns"]), str(declared["unit_column"]),
-                              dict(declared["bounds"]), dict(declared["key_sets"]))  # fmt: skip
+    declaration, wanted = declaration_from_wire(declared), synthesis_spec_from_wire(spec)
     with _heartbeat(self, {"done": 0}):
-        made = synthesize_blocks(layout, declaration, SynthesisSpec.from_wire(spec))
+        made = synthesize_blocks(layout, declaration, wanted)
     if len(made.parquet) > MAX_SAMPLE_BYTES:
         raise ValueError(f"the synthetic sample is over {MAX_SAMPLE_BYTES >> 20} MiB; ask for "
                          "fewer rows")  # fmt: skip
@@ -193,7 +202,12 @@ def query_blocks(
     layout = load_layout(_own_directory(directory))
     parsed_policy = policy_from_wire(policy)
     parsed = parse_plan(plan, parsed_policy)  # validated again here: the node trusts no one
-    return chunk_partials(layout, blocks, parsed, parsed_policy.unit_column).to_wire()
+    return partials_to_wire(chunk_partials(layout, blocks, parsed, parsed_policy.unit_column))
+
+
+def _sandbox(limits: SandboxLimits) -> DockerSandbox:
+    """A sandbox of this node's, as its settings ask (the image, isolation and runtime)."""
+    return DockerSandbox(NODE, limits, SETTINGS.runner_image, SETTINGS.isolation, SETTINGS.runtime)
 
 
 class _Sandboxes:
@@ -213,11 +227,7 @@ class _Sandboxes:
             if self._sandbox is None or limits != self._limits:
                 if self._sandbox is not None:
                     self._finish_all_locked()
-                self._sandbox = DockerSandbox(
-                    NODE, limits,
-                    os.environ.get("UNSEEN_RUNNER_IMAGE") or None,
-                    runtime=os.environ.get("UNSEEN_RUNTIME") or None,
-                )  # fmt: skip
+                self._sandbox = _sandbox(limits)
                 self._limits = limits
             self._busy[code_path] = self._busy.get(code_path, 0) + 1
             if self._reaper is None:
@@ -271,7 +281,7 @@ def _remove_containers(**_: object) -> None:
 def _reap_stopped_containers(**_: object) -> None:
     """Remove the stopped sandboxes a killed worker of this node left behind (its zygotes exit
     when it dies, but stay listed); running ones may be another live worker's."""
-    sandbox = DockerSandbox(NODE, SandboxLimits(), runtime=os.environ.get("UNSEEN_RUNTIME") or None)
+    sandbox = _sandbox(SandboxLimits())
     reaped = sandbox.reap(exited_only=True)
     if reaped:
         log.warning("removed %d stopped sandbox container(s) of node %s", reaped, NODE)
@@ -281,13 +291,8 @@ def _reap_stopped_containers(**_: object) -> None:
 @worker_init.connect
 def _check_configuration(**_: object) -> None:
     """A worker without its node's label would consume a queue no one sends to."""
-    if not os.environ.get("UNSEEN_NODE"):
+    if SETTINGS.label is None:
         raise RuntimeError("set UNSEEN_NODE to this data node's label (the -Q node.<label>)")
-
-
-def _jobs_dir() -> Path:
-    default = Path(tempfile.gettempdir()) / "unseen-node-jobs"
-    return Path(os.environ.get("UNSEEN_NODE_JOBS_DIR") or default)
 
 
 @functools.lru_cache(maxsize=16)
@@ -320,23 +325,22 @@ def run_blocks(
     if problem:
         raise ValueError(f"code refused by the policy: {problem}")
     layout = load_layout(_own_directory(directory))
-    specs = [make_output_spec(**spec) for spec in outputs]
-    known = {field.name for field in fields(SandboxLimits)}
-    sandbox_limits = SandboxLimits(**{k: v for k, v in limits.items() if k in known})
+    specs = outputs_from_wire(outputs)
+    sandbox_limits = limits_from_wire(limits)
     # One copy per worker process, removed with the job's containers when the job goes idle
     # (taken as busy before it is written, so the idle sweep cannot remove it under us).
     name = f"{job_id}-{os.getpid()}"
-    sandbox = SANDBOXES.acquire(_jobs_dir() / name / CODE_FILE, sandbox_limits)
+    sandbox = SANDBOXES.acquire(SETTINGS.jobs_dir / name / CODE_FILE, sandbox_limits)
     answers: list[dict[str, Any]] = []
     progress = {"done": 0}
     try:
-        code_path = write_code(_jobs_dir(), name, code)
+        code_path = write_code(SETTINGS.jobs_dir, name, code)
         job = AggregateJob(code_path, layout, specs, Combine.SUM, 0.0)
         with _heartbeat(self, progress):
             for result in local_block_results(job, sandbox, 1, blocks, finish=False):
-                answers.append(result.to_wire())
+                answers.append(block_result_to_wire(result))
                 progress["done"] = len(answers)
                 self.update_state(state="PROGRESS", meta=dict(progress))
     finally:
-        SANDBOXES.release(_jobs_dir() / name / CODE_FILE)
+        SANDBOXES.release(SETTINGS.jobs_dir / name / CODE_FILE)
     return answers

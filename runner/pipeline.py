@@ -8,12 +8,11 @@ noisy release and nothing else.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from privacy.outputs import BlockOutcome, Combine, OutputSpec, parse_block_output
 from privacy.sample_aggregate import BlockAccumulator, ReleasedValue, clip
@@ -63,7 +62,8 @@ class AggregateJob:
 class BlockResult:
     """One block's run as the trusted side keeps it: its output parsed strictly and clipped,
     how the run ended, and (for the organizer only) the end of its stderr. Never the raw
-    output: whoever ran the block (this process or a data node) parsed it."""
+    output: whoever ran the block (this process or a data node) parsed it. Its form on the
+    wire, and the strict reading of it, are in ``runner.wire``."""
 
     index: int
     values: dict[str, float]
@@ -73,60 +73,6 @@ class BlockResult:
     seconds: float
     log: str = ""  # organizer-only; empty when the block wrote no stderr and exited
     sandbox: str = ""  # the node's runtime and isolation form, e.g. "runsc/zygote"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "index": self.index, "values": self.values, "outcome": self.outcome.value,
-            "end": self.end.value, "exit_code": self.exit_code, "seconds": self.seconds,
-            "log": self.log, "sandbox": self.sandbox,
-        }  # fmt: skip
-
-    @classmethod
-    def from_wire(
-        cls, wire: Any, outputs: list[OutputSpec], expected: frozenset[int]
-    ) -> BlockResult:
-        """Read a node's answer for one block, strictly: a block asked for, exactly the
-        declared values, finite numbers, known outcomes; the values are clipped again here."""
-        if not isinstance(wire, dict) or set(wire) != WIRE_FIELDS:
-            raise ValueError(f"a block result has exactly the fields {sorted(WIRE_FIELDS)}")
-        index, values = wire["index"], wire["values"]
-        if type(index) is not int or index not in expected:
-            raise ValueError(f"block {index!r} was not asked of this node")
-        names = {spec.name for spec in outputs}
-        if not isinstance(values, dict) or set(values) != names:
-            raise ValueError(f"block {index}: values must be exactly {sorted(names)}")
-        if not all(_finite_number(values[name]) for name in names):
-            raise ValueError(f"block {index}: every value must be a finite number")
-        exit_code, seconds, log = wire["exit_code"], wire["seconds"], wire["log"]
-        if not (exit_code is None or type(exit_code) is int) or not _finite_number(seconds):
-            raise ValueError(f"block {index}: exit code or seconds malformed")
-        if not isinstance(log, str) or len(log) > 2 * LOG_BYTES_PER_BLOCK + 200:
-            raise ValueError(f"block {index}: log malformed or too long")
-        sandbox = wire["sandbox"]
-        if not isinstance(sandbox, str) or len(sandbox) > MAX_SANDBOX_CHARS:
-            raise ValueError(f"block {index}: sandbox malformed or too long")
-        clipped = {spec.name: clip(float(values[spec.name]), spec) for spec in outputs}
-        return cls(
-            index, clipped, BlockOutcome(wire["outcome"]), RunEnd(wire["end"]), exit_code,
-            float(seconds), log, sandbox,
-        )  # fmt: skip
-
-
-WIRE_FIELDS = frozenset(
-    {"index", "values", "outcome", "end", "exit_code", "seconds", "log", "sandbox"}
-)
-MAX_SANDBOX_CHARS = 40
-#: Where an aggregate job's block results come from: blocks run here, or on a data node.
-BlockSource = Callable[[AggregateJob], Iterable[BlockResult]]
-
-
-def _finite_number(value: object) -> bool:
-    if type(value) not in (int, float):
-        return False
-    try:
-        return math.isfinite(value)  # type: ignore[arg-type]
-    except OverflowError:  # an int too large for a float: refused like infinity
-        return False
 
 
 @dataclass

@@ -57,25 +57,6 @@ class SynthesisSpec:
     grid_seconds: dict[str, int] = field(default_factory=dict)
     marginals: list[tuple[str, str]] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "epsilon": self.epsilon, "rows": self.rows, "rows_per_unit": self.rows_per_unit,
-            "bins": self.bins, "time_bounds": {k: list(v) for k, v in self.time_bounds.items()},
-            "grid_seconds": self.grid_seconds,
-            "marginals": None if self.marginals is None else [list(p) for p in self.marginals],
-        }  # fmt: skip
-
-    @classmethod
-    def from_wire(cls, raw: Mapping[str, Any]) -> SynthesisSpec:
-        marginals = raw.get("marginals")
-        return cls(
-            epsilon=float(raw["epsilon"]), rows=int(raw["rows"]),
-            rows_per_unit=int(raw["rows_per_unit"]), bins=dict(raw.get("bins") or {}),
-            time_bounds={k: (v[0], v[1]) for k, v in (raw.get("time_bounds") or {}).items()},
-            grid_seconds=dict(raw.get("grid_seconds") or {}),
-            marginals=None if marginals is None else [(a, b) for a, b in marginals],
-        )  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Declaration:

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from client.api import UnseenClient
 from sandbox.container import BlockRun, SandboxLimits, run_block
 from sandbox.runtime import registered_runtimes
 from sandbox.zygote import ZygoteContainer
+from tests.fakes import FakeSandbox, InProcessServer, fake_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # The suite's servers and nodes run their sandboxes under runc unless a test says otherwise:
@@ -63,23 +63,10 @@ def runner_image() -> str:
 
 
 def _generate(out: Path, size: str, seed: int) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "client.cli",
-            "data",
-            "generate",
-            "--size",
-            size,
-            "--seed",
-            str(seed),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+    """What `unseen data generate` writes, made in this process (no interpreter to start)."""
+    from syndata.soda import write_all
+
+    write_all(out, size, seed)
     return out
 
 
@@ -118,7 +105,7 @@ def soda(tmp_path_factory: pytest.TempPathFactory) -> SodaData:
 
 @dataclass
 class Deployment:
-    server: ServerProcess
+    server: ServerProcess | InProcessServer
     organizer: UnseenClient
     contestant: UnseenClient
     team: dict[str, object]
@@ -157,8 +144,26 @@ def start_deployment(data_dir: Path, soda: SodaData, env: dict[str, str]) -> Dep
     # two servers sharing a label would remove each other's running blocks.
     env = {"UNSEEN_NODE": f"test-{secrets.token_hex(3)}", **FAST_SCHEDULE, **env}
     token = secrets.token_urlsafe(16)
-    server = ServerProcess(data_dir, token, env=env).start()
-    anonymous = UnseenClient(server.url, token)
+    return deploy(ServerProcess(data_dir, token, env=env).start(), soda)
+
+
+def start_fake_deployment(
+    data_dir: Path,
+    soda: SodaData,
+    database_url: str | None = None,
+    node: str = "fake",
+    sandbox: FakeSandbox | None = None,
+) -> Deployment:
+    """``start_deployment`` without Docker: the real app in this process, its sandbox an
+    in-memory fake (tests/fakes.py; by default every block prints ``{"n": 1.0}``), an
+    instant schedule."""
+    settings = fake_settings(data_dir, database_url, node)
+    return deploy(InProcessServer(settings, sandbox or FakeSandbox()).start(), soda)
+
+
+def deploy(server: ServerProcess | InProcessServer, soda: SodaData) -> Deployment:
+    """An organizer, an open contest, an admitted team and two datasets on a fresh server."""
+    anonymous = UnseenClient(server.url, server.bootstrap_token)
     organizer = anonymous.with_token(anonymous.create_organizer("olga")["token"])
     open_contest(organizer)
     contestant = admitted_member(organizer, "team-alpha", "alice")

@@ -2,7 +2,9 @@
 contestant of the team that owns the resource, a contestant of another team, an organizer, a
 data node's worker credential —
 with the answer each must get. A route missing from the matrix fails the test, so a new route
-cannot ship without its row. Runs on SQLite and on PostgreSQL."""
+cannot ship without its row. Runs against the real app over real HTTP with an in-memory sandbox
+(tests/fakes.py): who may do what does not depend on Docker. `make unit` runs it on SQLite,
+`make test` on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -18,14 +20,12 @@ import pytest
 
 from client.api import UnseenClient
 from tests.conftest import (
-    DATABASES,
     LICENCE_PDF,
     SodaData,
     postgres_database,
-    start_deployment,
+    start_fake_deployment,
 )
 
-pytestmark = pytest.mark.docker
 ROLES = ("anonymous", "other", "own", "organizer", "node")  # the order requests are made in
 PASSWORD = "matrix-row and column"
 QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
@@ -45,6 +45,8 @@ class World:
     own: UnseenClient
     own_user: str
     made: dict[str, int] = field(default_factory=dict)
+    #: One connection pool for every request (a new client per request costs more than it).
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120))
 
     def unique(self, prefix: str) -> str:
         self.made[prefix] = self.made.get(prefix, 0) + 1
@@ -55,7 +57,7 @@ class World:
             job = self.own.query("cards_tiny", PLAN, 0.1)
         else:
             job = self.own.submit("cards_tiny", QUICK, OUTPUTS, 0.1)
-        assert self.own.wait(job["id"], timeout=300)["state"] == "awaiting_review"
+        assert self.own.wait(job["id"], timeout=300, interval=0.05)["state"] == "awaiting_review"
         return str(job["id"])
 
     def licence(self, team: str = "team-own") -> str:
@@ -78,6 +80,7 @@ class Row:
     path: str
     expect: tuple[int, int, int, int, int]  # anonymous, other, own, organizer, data node
     make: Make = lambda _w, _r: {}
+    slow: bool = False  # the organizer's request does seconds of real work: `make test` only
 
 
 def _later(days: int) -> str:
@@ -138,7 +141,8 @@ MATRIX = [
     Row("POST", "/v1/datasets/{name}/synthesize", (401, 403, 403, 201, 403),
         lambda w, _: {"path": {"name": "cards_tiny"},
                       "json": {"epsilon": 0.01, "rows": 500,
-                               "time_bounds": {"ts": ["2026-03-02", "2026-03-09"]}}}),
+                               "time_bounds": {"ts": ["2026-03-02", "2026-03-09"]}}},
+        slow=True),  # a real DP synthesis
     Row("GET", "/v1/datasets/{name}/syntheses", (401, 403, 403, 200, 403),
         lambda w, _: {"path": {"name": "cards_tiny"}}),
     Row("POST", "/v1/estimate", (401, 200, 200, 200, 403),
@@ -172,16 +176,18 @@ MATRIX = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=DATABASES)
+#: SQLite in `make unit`; PostgreSQL too in `make test` (a second server and every row again).
+MATRIX_DATABASES = ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres,
+                                                                 pytest.mark.slow])]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=MATRIX_DATABASES)
 def world(
-    request: pytest.FixtureRequest,
-    runner_image: str,
-    soda: SodaData,
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    with _database(request.param) as env:
-        env["UNSEEN_NODE"] = f"matrix-{request.param}"
-        d = start_deployment(tmp_path_factory.mktemp(f"matrix-{request.param}"), soda, env)
+    with _database(request.param) as url:
+        label = f"matrix-{request.param}"
+        d = start_fake_deployment(tmp_path_factory.mktemp(label), soda, url, node=label)
         try:
             d.organizer.create_team("team-scratch")
             other = d.new_contestant("team-other", "bo")
@@ -189,26 +195,28 @@ def world(
             own.set_password(PASSWORD)
             d.organizer.set_budget_cap("team-own", "cards_tiny", 100.0)
             d.organizer.set_budget_cap("team-other", "cards_tiny", 100.0)
-            node = d.organizer.create_node(env["UNSEEN_NODE"])  # the node holding the data
+            node = d.organizer.create_node(label)  # the node holding the data
             tokens = {"anonymous": None, "other": other.token, "own": own.token,
                       "organizer": d.organizer.token, "node": node["token"]}  # fmt: skip
-            yield World(d.server.url, soda, tokens, d.organizer, own, "ana")
+            world = World(d.server.url, soda, tokens, d.organizer, own, "ana")
+            yield world
+            world.http.close()
         finally:
             d.server.stop()
 
 
 class _database:
-    """Environment for a server on SQLite (its default) or a fresh PostgreSQL database."""
+    """A server's database: SQLite in its data directory (None) or a fresh PostgreSQL one."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._pg: Any = None
 
-    def __enter__(self) -> dict[str, str]:
+    def __enter__(self) -> str | None:
         if self.kind == "sqlite":
-            return {}
+            return None
         self._pg = postgres_database()
-        return {"UNSEEN_DATABASE_URL": self._pg.__enter__()}
+        return str(self._pg.__enter__())
 
     def __exit__(self, *exc: object) -> None:
         if self._pg is not None:
@@ -222,7 +230,10 @@ def test_every_route_is_in_the_matrix(world: World) -> None:
     assert routes == {(row.method, row.path) for row in MATRIX}
 
 
-@pytest.mark.parametrize("row", MATRIX, ids=lambda row: f"{row.method} {row.path}")
+@pytest.mark.parametrize("row", [
+    pytest.param(row, id=f"{row.method} {row.path}", marks=[pytest.mark.slow] if row.slow else [])
+    for row in MATRIX
+])  # fmt: skip
 def test_each_role_gets_its_answer(world: World, row: Row) -> None:
     defaults = {"team": "team-own", "contest": "soda-test", "name": world.own_user,
                 "dataset": "cards_tiny", "number": "2",
@@ -239,7 +250,7 @@ def test_each_role_gets_its_answer(world: World, row: Row) -> None:
         token = world.tokens[role]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = world.url + row.path.format(**path_values)
-        response = httpx.request(row.method, url, headers=headers, timeout=120, **request)
+        response = world.http.request(row.method, url, headers=headers, **request)
         answers[role] = response.status_code
         if response.status_code >= 400:
             body = response.json()

@@ -21,11 +21,11 @@ import pytest
 
 from client.api import UnseenError
 from client.plans import Query
-from privacy.query import DatasetPolicy, Partials, combine_partials, parse_plan
+from privacy.query import DatasetPolicy, combine_partials, parse_plan
 from runner.blocks import load_layout
-from runner.celery_app import policy_from_wire, policy_to_wire
 from runner.node_tasks import query_blocks
 from runner.query import CHUNK_BLOCKS, QueryJob, local_partials
+from runner.wire import partials_from_wire, partials_to_wire, policy_from_wire, policy_to_wire
 from tests.conftest import (
     ROOT,
     Deployment,
@@ -56,10 +56,18 @@ def broker(redis: RedisServer) -> str:
     return redis.url
 
 
+def _runtime() -> dict[str, str]:
+    """The runtime the suite's servers are told to use, if any, for its node workers too."""
+    runtime = os.environ.get("UNSEEN_RUNTIME")
+    return {"UNSEEN_RUNTIME": runtime} if runtime else {}
+
+
 class NodeWorker:
     """``celery -A runner.node_tasks worker`` on one node's queue, as a data node runs it."""
 
-    def __init__(self, broker: str, node: str, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self, broker: str, node: str, data_dir: Path, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.log = log
         self._process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "runner.node_tasks", "worker",
@@ -69,7 +77,7 @@ class NodeWorker:
             env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": node,
                  "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4",
                  "UNSEEN_NODE_JOBS_DIR": str(log.parent / f"{log.stem}-jobs"),
-                 "UNSEEN_NODE_IDLE_SECONDS": "2"},
+                 "UNSEEN_NODE_IDLE_SECONDS": "2", **_runtime(), **(env or {})},
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text(errors="replace"):
@@ -282,7 +290,7 @@ def test_a_nodes_partials_equal_the_local_ones(fanned_out: Node) -> None:
     wire = query_blocks(str(directory), list(range(layout.blocks)), PLAN, policy_to_wire(policy))
     job = QueryJob(layout, plan, policy.unit_column, 1.0)
     here = combine_partials(local_partials(job))
-    assert Partials.from_wire(wire, plan).to_wire() == here.to_wire()
+    assert partials_to_wire(partials_from_wire(wire, plan)) == partials_to_wire(here)
 
 
 def _node_containers(label: str, *filters: str) -> list[str]:
@@ -338,6 +346,31 @@ def test_a_node_killed_mid_aggregate_job_counts_every_block_once(fanned_out: Nod
     # The killed worker's sandboxes stopped with it; the new worker removed them at start.
     assert _node_containers(fanned_out.label, "status=exited") == []
     assert "stopped sandbox container(s)" in fanned_out.worker.log.read_text(errors="replace")
+
+
+def test_a_node_worker_runs_blocks_in_the_isolation_form_it_is_set_to(
+    fanned_out: Node, soda: SodaData, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """UNSEEN_ISOLATION=container on a node's worker: a fresh container per block, as on a
+    server; each block's result says where it ran, and the organizer's report counts them."""
+    deployed, label = fanned_out.deployed, f"boxed-{secrets.token_hex(3)}"
+    home = tmp_path_factory.mktemp("boxed")
+    data = _holding(home / "data", soda)
+    worker = NodeWorker(fanned_out.broker, label, data, home / "worker.log",
+                        {"UNSEEN_ISOLATION": "container"})  # fmt: skip
+    try:
+        node = Node(deployed, fanned_out.broker, label, data, worker, fanned_out.server)
+        deployed.organizer.register_dataset(**_on(node, soda, "transport_cards", "boxed", 4))
+        job = deployed.contestant.submit("boxed", EXAMPLE, FARE_OUTPUTS, 0.5)
+        done = deployed.contestant.wait(job["id"], timeout=300)
+        assert done["state"] == "awaiting_review", deployed.organizer.job(job["id"])
+        report = deployed.organizer.job(job["id"])["report"]
+        assert report["outcomes"] == {"ok": 4}, report
+        forms = {key.split("/")[1]: count for key, count in report["sandboxes"].items()}
+        assert forms == {"container": 4}, report["sandboxes"]
+        assert "/container" in worker.log.read_text(errors="replace")  # said at start
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")

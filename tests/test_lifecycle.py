@@ -3,14 +3,17 @@
 
 Every move from every state: allowed exactly where the table says, with its state, its audit
 entries and its budget effect on both ledgers; refused everywhere else with nothing changed.
-And nothing but that function writes a job's state."""
+Nothing but that function writes a job's state. And the worker's moves through the real app,
+its sandbox a fake (tests/fakes.py): a job that runs, one no block of which ran, one that
+failed after some block ran. No Docker: `make unit` runs all of it."""
 
 from __future__ import annotations
 
 import ast
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -29,7 +32,16 @@ from runner.lifecycle import (
     mermaid,
     table,
 )
-from tests.conftest import DATABASES, ROOT, postgres_database
+from sandbox.container import BlockRun, RunEnd
+from tests.conftest import (
+    DATABASES,
+    ROOT,
+    Deployment,
+    SodaData,
+    postgres_database,
+    start_fake_deployment,
+)
+from tests.fakes import FakeSandbox, InProcessServer, printed
 
 UNITS = 700_000  # the job's reservation: ε = 0.7
 
@@ -59,10 +71,14 @@ def test_the_docs_diagram_is_the_table() -> None:
     )
 
 
-@pytest.fixture(params=DATABASES)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@pytest.fixture(scope="module", params=DATABASES)
+def migrated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """One database per kind for the module: making and migrating one costs a few tenths of
+    a second, too much to pay for every test of `make unit`."""
     if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'lifecycle.db'}")
+        db = Database(f"sqlite:///{tmp_path_factory.mktemp('lifecycle') / 'lifecycle.db'}")
         yield db
         db.dispose()
         return
@@ -70,6 +86,19 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         db = Database(url)
         yield db
         db.dispose()
+
+
+def _empty(db: Database) -> None:
+    with db.transaction() as session:
+        for table in (AuditEvent, Job, Budget, Dataset, User, Team, Population):
+            session.query(table).delete()
+
+
+@pytest.fixture
+def database(migrated: Database) -> Database:
+    """The module's database, emptied: each test starts from nothing."""
+    _empty(migrated)
+    return migrated
 
 
 def _job_in(db: Database, state: JobState) -> str:
@@ -116,9 +145,7 @@ def _actions(db: Database) -> list[str]:
 def test_every_move_from_every_state(database: Database, move: Move) -> None:
     row = TRANSITIONS[move]
     for state in JobState:
-        with database.transaction() as session:  # a clean slate per source state
-            for table in (AuditEvent, Job, Budget, Dataset, User, Team, Population):
-                session.query(table).delete()
+        _empty(database)  # a clean slate per source state
         job_id = _job_in(database, state)
         before_audit, before_ledgers = _actions(database), _ledgers(database)
         with database.transaction() as session:
@@ -193,3 +220,72 @@ def test_nothing_but_the_lifecycle_writes_a_job_state() -> None:
     assert found == CREATION_SITES, found
     lifecycle = list(_state_writes(ROOT / "api" / "job_lifecycle.py"))
     assert lifecycle == ["updates to row.target.value"], lifecycle  # the one write
+
+
+# --- the lifecycle through the app, its sandbox a fake ------------------------------------
+
+QUICK = "def analyze(df):\n    return {'n': float(len(df))}\n"
+OUTPUTS = [{"name": "n", "lo": 0, "hi": 100000}]
+
+
+@pytest.fixture(scope="module")
+def served(soda: SodaData, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The real app and worker in this process, over HTTP; its sandbox is the deployment's
+    FakeSandbox, whose ``run`` a test sets to say how the blocks end."""
+    deployed = start_fake_deployment(tmp_path_factory.mktemp("lifecycle"), soda,
+                                     sandbox=FakeSandbox())  # fmt: skip
+    yield deployed
+    deployed.server.stop()
+
+
+def _sandbox(served: Deployment) -> FakeSandbox:
+    assert isinstance(served.server, InProcessServer)
+    return served.server.sandbox
+
+
+def _moves(served: Deployment, job_id: str) -> list[str]:
+    """The job's lifecycle entries in the audit chain, in order."""
+    entries = served.organizer.audit(job=job_id)
+    return [e["action"] for e in sorted(entries, key=lambda e: e["seq"])
+            if e["action"].startswith(("job.", "budget."))]  # fmt: skip
+
+
+def _ended(served: Deployment, run: Callable[[Path, Path], BlockRun] | None) -> dict[str, Any]:
+    _sandbox(served).run = run
+    job = served.contestant.submit("cards_tiny", QUICK, OUTPUTS, 0.1)
+    done = served.contestant.wait(job["id"], timeout=60, interval=0.05)
+    return {**done, "moves": _moves(served, job["id"])}
+
+
+def test_a_job_goes_queued_running_review_released_and_is_charged_once(
+    served: Deployment,
+) -> None:
+    done = _ended(served, None)
+    assert (done["state"], done["charge"]) == ("awaiting_review", "charged"), done
+    assert served.organizer.release(done["id"])["state"] == "released"
+    assert _moves(served, done["id"]) == [
+        "job.submitted", "budget.reserved", "job.started", "budget.charged",
+        "job.awaiting_review", "job.released",
+    ]  # fmt: skip
+
+
+def test_a_sandbox_that_runs_no_block_fails_the_job_and_returns_its_budget(
+    served: Deployment,
+) -> None:
+    broken = BlockRun(RunEnd.SANDBOX_ERROR, None, b"", b"no engine", 0.0, sandbox="fake/memory")
+    done = _ended(served, lambda _code, _block: broken)
+    assert (done["state"], done["charge"]) == ("failed", "returned"), done
+    assert done["moves"][-2:] == ["budget.returned", "job.failed"]
+
+
+def test_a_job_whose_code_ran_on_some_block_is_charged_though_it_failed(
+    served: Deployment,
+) -> None:
+    def first_runs(_code: Path, block: Path) -> BlockRun:
+        if block.name.endswith("00000.parquet"):
+            return BlockRun(RunEnd.EXITED, 0, printed({"n": 3.0}), b"", 0.01)
+        return BlockRun(RunEnd.SANDBOX_ERROR, None, b"", b"engine gone", 0.0)
+
+    done = _ended(served, first_runs)
+    assert (done["state"], done["charge"]) == ("failed", "charged"), done
+    assert done["moves"][-2:] == ["budget.charged", "job.failed"]

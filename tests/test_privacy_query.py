@@ -9,10 +9,8 @@ release whose bounding is broken on purpose: it must catch that.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import random
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +29,6 @@ from privacy.query import (
     DatasetPolicy,
     Partials,
     PlanError,
-    QueryPlan,
     block_partials,
     combine_partials,
     parse_plan,
@@ -760,65 +757,3 @@ def test_audit_partition_selection_end_to_end_on_neighbouring_datasets() -> None
         samples.append(np.array(draws))
     assert (samples[0] == -1).any() and (samples[0] >= 0).any()  # the threshold is in play
     assert violation(samples[0], samples[1], 1.0) is None
-
-
-# --- partials on the wire (a data node's answer) -----------------------------------------------
-
-
-def wire_plan(public: bool) -> QueryPlan:
-    """A plan with every kind of partial; grouped by station, a public key set or not."""
-    return parse_plan(
-        {"group_by": ["station"],
-         "aggregates": [{"name": "n", "op": "count"},
-                        {"name": "m", "op": "mean", "column": "fare", "lo": 0, "hi": 10},
-                        {"name": "p", "op": "quantile", "column": "fare", "lo": 0, "hi": 10,
-                         "q": 0.5, "bins": 4}],
-         "max_rows_per_unit": 3, "max_groups_per_unit": 2},
-        POLICY if public else PRIVATE_STATIONS,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("public", [True, False])
-def test_partials_cross_the_wire_unchanged(public: bool) -> None:
-    plan = wire_plan(public)
-    partials = block_partials(plan, random_trips(30, seed=11), "card")
-    wire = json.loads(json.dumps(partials.to_wire()))  # what the broker carries
-    back = Partials.from_wire(wire, plan)
-    assert back.to_wire() == partials.to_wire()
-    assert back.keys == partials.keys
-
-
-@pytest.mark.parametrize(
-    ("change", "says"),
-    [
-        (lambda w: w.update(counts=w["counts"][:-1]), "cells"),
-        (lambda w: w.update(counts=[-1, *w["counts"][1:]]), "cells"),
-        (lambda w: w.update(keys=[["x"]]), "cells"),
-        (lambda w: w["sums"].pop("sumsq:fare", None) or w["sums"].update(extra=[0.0] * 3), "sums"),
-        (lambda w: w["sums"].update({"sum:fare": [float("nan")] * len(w["counts"])}), "sums"),
-        (
-            lambda w: w["histograms"].update({"hist:fare": [[0, 0, 0]] * len(w["counts"])}),
-            "histograms",
-        ),
-        (
-            lambda w: w["histograms"].update({"hist:fare": [[-1, 0, 0, 0]] * len(w["counts"])}),
-            "histograms",
-        ),
-    ],
-)
-def test_malformed_partials_from_a_node_are_refused(change: Any, says: str) -> None:
-    plan = wire_plan(public=True)
-    wire = block_partials(plan, random_trips(30, seed=12), "card").to_wire()
-    change(wire)
-    with pytest.raises(ValueError, match=says):
-        Partials.from_wire(wire, plan)
-
-
-def test_private_key_partials_with_impossible_unit_counts_are_refused() -> None:
-    plan = wire_plan(public=False)
-    wire = block_partials(plan, random_trips(30, seed=13), "card").to_wire()
-    wire["units"] = [count + 1 for count in wire["counts"]]  # more units than rows
-    with pytest.raises(ValueError, match="unit counts"):
-        Partials.from_wire(wire, plan)
-    with pytest.raises(ValueError, match="JSON object"):
-        Partials.from_wire("nope", plan)

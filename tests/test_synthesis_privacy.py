@@ -116,6 +116,7 @@ def test_unit_sizes_add_up_to_the_rows_asked_for() -> None:
     assert set(np.unique(sizes[:-1])) <= {2, 4}  # negative and empty bins are never drawn
 
 
+@pytest.mark.slow  # a statistical audit (tests/dp_audit.py)
 def test_synthetic_marginal_counts_pass_an_empirical_dp_audit_on_neighbours() -> None:
     first = np.array([synthetic_count(False) for _ in range(RUNS)])
     second = np.array([synthetic_count(True) for _ in range(RUNS)])

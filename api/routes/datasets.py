@@ -9,7 +9,6 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -31,9 +30,7 @@ from runner.blocks import (
     partition_dataset,
 )
 from runner.node_errors import NodeTaskFailed, NodeUnavailable
-
-if TYPE_CHECKING:  # Celery is imported only by servers that have a broker
-    from runner.celery_fanout import RemoteNodes
+from runner.nodes import Nodes
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 RUNNER_IMAGE_HEADER = "X-Unseen-Runner-Image"
@@ -114,11 +111,11 @@ def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
 
 
 def _prepare_on_node(
-    body: NewDataset, node: str, blocks: int, directory: Path, nodes: RemoteNodes | None
+    body: NewDataset, node: str, blocks: int, directory: Path, nodes: Nodes
 ) -> _Prepared:
     """The node inspects and partitions its own file; only the layout and the public sample
     come back. The full data never reaches this server."""
-    if nodes is None:
+    if not nodes.reaches(node):
         raise ApiError(
             422,
             "no_broker",
@@ -282,5 +279,5 @@ def sample(name: str, ctx: Context, user: CurrentUser) -> FileResponse:
         dataset.sample_path,
         media_type="application/vnd.apache.parquet",
         filename=f"{name}-sample.parquet",
-        headers={RUNNER_IMAGE_HEADER: ctx.runner_image},
+        headers={RUNNER_IMAGE_HEADER: ctx.sandbox.image},
     )

@@ -117,7 +117,7 @@ def submit(body: NewJob, ctx: Context, user: Contestant, response: Response) -> 
     """Queue a full-data job (202), or run on the public sample at once (200, no budget)."""
     _check_code(body.code, ctx)
     specs = _specs(body.outputs)
-    image_problem = ctx.image_ready()
+    image_problem = ctx.sandbox.image_problem()
     if image_problem:
         raise ApiError(503, "runner_image_missing", str(image_problem))
     if body.target == "sample":
@@ -179,7 +179,7 @@ def _run_on_sample(body: NewJob, specs: list[OutputSpec], ctx: Context, user: Us
         crud.require_sample_access(session, user)
     job_id = new_id()
     code_path = write_code(ctx.settings.jobs_dir, job_id, body.code)
-    run = run_on_sample(code_path, Path(dataset.sample_path), specs, ctx.run_block)
+    run = run_on_sample(code_path, Path(dataset.sample_path), specs, ctx.sandbox)
     with ctx.db.transaction() as session:
         team = session.get(Team, user.team_id)
         assert team is not None

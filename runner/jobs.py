@@ -1,11 +1,16 @@
-"""Job tasks: the state machine's transitions, the same code for the embedded worker and Celery.
+"""Running one job through its lifecycle: claim it, get its blocks' results, release once.
 
-States: queued → running → awaiting_review → released | rejected, or → failed. The store
-(implemented by the API's persistence layer and injected here, so imports point one way)
-makes each transition atomic; budget is charged in the same transaction that stores the noisy
-result. A failed job's budget is returned only if nothing of it touched the full data (no
-block's code ran, no partial came back): once it has, the job is charged whatever happens, so
-a refund cannot tell what the data made the code do.
+:func:`execute_job` runs in the API's embedded worker (``runner.embedded``) in both deployment
+shapes: it is the trusted reducer. What changes between the shapes is where the blocks are
+computed (``runner.nodes``): in this process's sandbox, or — with a broker — by the data nodes'
+Celery workers (``runner.node_tasks``, reached through ``runner.celery_fanout``), which run the
+same per-block code and send back parsed, clipped results or bounded partials, never rows.
+
+The store (implemented by the API's persistence layer and injected here, so imports point one
+way) makes each transition of ``runner.lifecycle`` atomic; budget is charged in the same
+transaction that stores the noisy result. A failed job's budget is returned only if nothing of
+it touched the full data (no block's code ran, no partial came back): once it has, the job is
+charged whatever happens, so a refund cannot tell what the data made the code do.
 """
 
 from __future__ import annotations
@@ -21,16 +26,9 @@ from privacy.outputs import Combine, OutputSpec
 from privacy.query import DatasetPolicy, QueryPlan
 from runner.blocks import BlockLayout
 from runner.lifecycle import ErrorClass, JobState
-from runner.pipeline import (
-    AggregateJob,
-    AggregateResult,
-    BlockRunner,
-    BlockSource,
-    InfrastructureError,
-    local_block_results,
-    run_aggregate,
-)
-from runner.query import PartialsSource, QueryJob, QueryResult, local_partials, run_query
+from runner.nodes import Nodes
+from runner.pipeline import AggregateJob, AggregateResult, InfrastructureError, run_aggregate
+from runner.query import QueryJob, QueryResult, run_query
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +84,12 @@ class JobStore(Protocol):
 def execute_job(
     job_id: str,
     store: JobStore,
-    run_block: BlockRunner,
-    slots: int,
+    nodes: Nodes,
     on_progress: Callable[[int, int], None] | None = None,
-    query_source: PartialsSource = local_partials,
-    block_source: BlockSource | None = None,
     hold: Callable[[float], object] = time.sleep,
 ) -> JobState:
-    """Run one queued job to its next resting state and return that state. Blocks run here
-    in ``run_block`` unless ``block_source`` sends them elsewhere (a data node).
+    """Run one queued job to its next resting state and return that state. Its blocks are
+    computed where ``nodes`` says: in this node's sandbox, or on the data node holding them.
 
     Whatever happens, the worker is held until the job's public schedule has passed since it
     claimed the job (``hold`` waits): the next job's start must not tell how long this one's
@@ -112,8 +107,7 @@ def execute_job(
         return JobState.FAILED
     ends_at = time.monotonic() + claimed.schedule_seconds
     try:
-        return _run_claimed(claimed, store, run_block, slots, on_progress, query_source,
-                            block_source)  # fmt: skip
+        return _run_claimed(claimed, store, nodes, on_progress)
     finally:
         left = ends_at - time.monotonic()
         if left > 0:
@@ -125,11 +119,8 @@ def execute_job(
 def _run_claimed(
     claimed: ClaimedJob | ClaimedQuery,
     store: JobStore,
-    run_block: BlockRunner,
-    slots: int,
+    nodes: Nodes,
     on_progress: Callable[[int, int], None] | None,
-    query_source: PartialsSource,
-    block_source: BlockSource | None,
 ) -> JobState:
     job_id = claimed.job_id
     touched = False  # some block's result (or a query's partials) came back
@@ -148,18 +139,13 @@ def _run_claimed(
                 claimed.layout, claimed.plan, claimed.unit_column, claimed.epsilon, claimed.delta,
                 claimed.raw_plan, claimed.policy, claimed.node,
             )  # fmt: skip
-            result = run_query(query, progress, query_source)
+            result = run_query(query, progress, nodes.partials)
         else:
             job = AggregateJob(
                 claimed.code_path, claimed.layout, claimed.outputs, claimed.combine,
                 claimed.epsilon, claimed.node, claimed.block_seconds,
             )  # fmt: skip
-            results = (
-                local_block_results(job, run_block, slots)
-                if block_source is None
-                else block_source(job)
-            )
-            result = run_aggregate(job, results, progress)
+            result = run_aggregate(job, nodes.block_results(job), progress)
     except Exception as exc:  # nothing was released: no noise drawn yet
         log.exception("job %s failed before release", job_id)
         if isinstance(exc, InfrastructureError):  # every block came back: did any code run?
