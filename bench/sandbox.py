@@ -193,9 +193,9 @@ def main() -> None:
         ratios(each, "(target overhead <= 20 ms)")
 
         def blocks_for(name: str) -> int:
-            if name == "runc/zygote":
+            if name.endswith("/zygote"):
                 return args.limit or layout.blocks
-            return min(args.limit or args.container_limit, args.container_limit, layout.blocks)
+            return min(args.container_limit, layout.blocks)
 
         totals = {}
         print(f"\n2. sample-and-aggregate over {layout.blocks} blocks of the 10M-row table, "
