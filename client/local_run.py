@@ -5,13 +5,13 @@ The server names the image its sandboxes use in the sample download's
 with the same harness and the same hardening flags as a full-data block (no network, read-only
 root, unprivileged uid, no capabilities, memory/pids/CPU limits, a wall-clock limit), so what
 works here works there. Only the ``docker`` command is used: the client needs neither the
-server's code nor the Docker SDK. Nothing is sent to the server but the sample download.
+server's code nor the Docker SDK. The result line is read by the server's own reader,
+``privacy/block_line.py`` (pure, standard library only). Nothing is sent to the server but the
+sample download.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import secrets
 import shutil
@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from privacy.block_line import MAX_RESULT_BYTES, LineReading, Refusal, read_line
 
 RUNNER_IMAGE_HEADER = "X-Unseen-Runner-Image"
 CODE_MOUNT = "/job/analysis.py"  # where the image's harness reads the code and the data
@@ -115,34 +117,36 @@ def run_locally(
 
 
 def parse_result(stdout: bytes, outputs: list[dict[str, Any]]) -> tuple[dict[str, float], str, str]:
-    """The harness's last line read by the server's rules, for the contestant to see: which
-    values would parse (``ok``), which would take their defaults (``partial``), or why the
-    whole block would (``defaulted``). Values are as returned: no clipping here."""
-    lines = [line for line in stdout.strip().splitlines() if line.strip()]
-    try:
-        envelope = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        return {}, "defaulted", "the result line is not strict JSON"
-    if not isinstance(envelope, dict) or envelope.get("status") != "ok":
+    """The harness's last line read by the server's rules (the same reader,
+    :mod:`privacy.block_line`), for the contestant to see: which values would parse (``ok``),
+    which would take their defaults (``partial``), or why the whole block would
+    (``defaulted``). Values are as returned: no clipping here."""
+    reading = read_line(stdout, [str(output["name"]) for output in outputs])
+    if reading.refusal is not None:
+        return {}, "defaulted", why_refused(reading)
+    if reading.bad:
         return (
-            {},
-            "defaulted",
-            "analyze raised (see the traceback in stderr)" if lines else ("no output"),
+            reading.values,
+            "partial",
+            f"missing or not a finite number: {', '.join(reading.bad)}",
         )
-    returned = envelope.get("values")
-    if not isinstance(returned, dict):
-        return {}, "defaulted", "analyze must return a dict of {name: number}"
-    declared = [str(output["name"]) for output in outputs]
-    undeclared = sorted(set(returned) - set(declared))
-    if undeclared:
-        return {}, "defaulted", f"undeclared output name(s): {', '.join(undeclared)}"
-    values, bad = {}, []
-    for name in declared:
-        value = returned.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            values[name] = float(value)
-        else:
-            bad.append(name)
-    if bad:
-        return values, "partial", f"missing or not a finite number: {', '.join(bad)}"
-    return values, "ok", ""
+    return reading.values, "ok", ""
+
+
+def why_refused(reading: LineReading) -> str:
+    """Why the whole block would take its defaults, said so that the contestant can fix it."""
+    match reading.refusal:
+        case Refusal.TOO_LONG:
+            return (
+                f"the result line is over {MAX_RESULT_BYTES // 1024} kB: "
+                "analyze must return only the declared outputs"
+            )
+        case Refusal.NOT_JSON:
+            return "the result line is not strict JSON"
+        case Refusal.NOT_OK:
+            return "analyze raised (see the traceback in stderr)"
+        case Refusal.NOT_OBJECT:
+            return "analyze must return a dict of {name: number}"
+        case Refusal.UNDECLARED:
+            return f"undeclared output name(s): {', '.join(reading.undeclared)}"
+    return "no output"

@@ -8,13 +8,13 @@ sensitivity, or smuggle text past the release pipeline.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-#: The longest result line read from a block; anything longer is treated as garbage.
-MAX_RESULT_BYTES = 64 * 1024
+from privacy.block_line import MAX_RESULT_BYTES as MAX_RESULT_BYTES  # re-exported: the cap
+from privacy.block_line import Refusal, read_line
+
 #: Bounds larger than this in magnitude are refused: they only buy noise, and keep floats sane.
 MAX_BOUND = 1e12
 MAX_OUTPUTS = 100
@@ -97,11 +97,6 @@ class ParsedBlock:
     reason: str
 
 
-def _non_finite(_token: str) -> float:
-    """NaN/Infinity are not JSON; read them as NaN so that one value, not the block, defaults."""
-    return math.nan
-
-
 def _defaults(specs: list[OutputSpec], reason: str) -> ParsedBlock:
     return ParsedBlock({s.name: s.default for s in specs}, BlockOutcome.DEFAULTED, reason)
 
@@ -109,50 +104,21 @@ def _defaults(specs: list[OutputSpec], reason: str) -> ParsedBlock:
 def parse_block_output(raw: bytes | str | None, specs: list[OutputSpec]) -> ParsedBlock:
     """Parse the last line a block printed: ``{"status": "ok", "values": {name: number}}``.
 
+    The line is read by :func:`privacy.block_line.read_line`, the rules the runner image and
+    the client's local run share:
+
     * not that envelope, not UTF-8, over :data:`MAX_RESULT_BYTES`, status not ok, or any
       undeclared name → every output takes its default (the whole block is discarded);
     * a declared name missing, or its value not a finite real number (bools, strings, NaN,
-      ±inf refused) → that output takes its default.
+      ±inf, integers beyond float range refused) → that output takes its default.
     """
-    if raw is None:
-        return _defaults(specs, "no output")
-    data = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
-    lines = [line for line in data.strip().splitlines() if line.strip()]
-    if not lines:
-        return _defaults(specs, "no output")
-    last = lines[-1]
-    if len(last) > MAX_RESULT_BYTES:
-        return _defaults(specs, "result line too long")
-    try:
-        envelope = json.loads(last.decode("utf-8"), parse_constant=_non_finite)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return _defaults(specs, "result is not strict JSON")
-    if not isinstance(envelope, dict) or envelope.get("status") != "ok":
-        return _defaults(specs, "block reported an error")
-    values = envelope.get("values")
-    if not isinstance(values, dict):
-        return _defaults(specs, "values is not a JSON object")
-    declared = {spec.name for spec in specs}
-    undeclared = [key for key in values if key not in declared]
-    if undeclared:
-        return _defaults(specs, f"{len(undeclared)} undeclared output name(s)")
-    parsed: dict[str, float] = {}
-    bad = 0
-    for spec in specs:
-        value = values.get(spec.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            bad += 1
-            parsed[spec.name] = spec.default
-            continue
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float range
-            number = math.inf
-        if not math.isfinite(number):
-            bad += 1
-            parsed[spec.name] = spec.default
-            continue
-        parsed[spec.name] = number
-    if bad:
-        return ParsedBlock(parsed, BlockOutcome.PARTIAL, f"{bad} value(s) missing or not finite")
-    return ParsedBlock(parsed, BlockOutcome.OK, "")
+    reading = read_line(raw, [spec.name for spec in specs])
+    if reading.refusal is Refusal.UNDECLARED:
+        return _defaults(specs, f"{len(reading.undeclared)} undeclared output name(s)")
+    if reading.refusal is not None:
+        return _defaults(specs, reading.refusal.value)
+    values = {spec.name: reading.values.get(spec.name, spec.default) for spec in specs}
+    if reading.bad:
+        reason = f"{len(reading.bad)} value(s) missing or not finite"
+        return ParsedBlock(values, BlockOutcome.PARTIAL, reason)
+    return ParsedBlock(values, BlockOutcome.OK, "")

@@ -6,6 +6,10 @@ same tag, so the one Dockerfile builds both offline and online. Python packages 
 host downloads at the versions pinned in ``constraints.txt`` (the host's own), installed with
 ``--no-index`` inside the build. The image tag is a hash of everything that goes into it, so a
 change to the Dockerfile, the harness or a pin makes a new image and nothing stale is reused.
+
+Project files the image shares with the host (``privacy/block_line.py``, the result line's one
+definition) go into its build context at their repository paths: the image runs the very file
+the host reads its output with, never a copy kept by hand.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import docker
 from docker.errors import BuildError, DockerException, ImageNotFound
@@ -62,10 +67,12 @@ class ImageSpec:
     requirements: tuple[str, ...]
     hashed: tuple[Path, ...]  # files and package directories whose bytes define the tag
     wheels: Path  # where host-downloaded wheels go, inside the context
+    # project files added to the context at their repository paths (hashed too)
+    shared: tuple[Path, ...] = ()
 
     def tag(self) -> str:
         digest = hashlib.sha256()
-        for root in (*self.hashed, CONSTRAINTS):
+        for root in (*self.hashed, *self.shared, CONSTRAINTS):
             files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
             for path in files:
                 name = path.relative_to(REPO_ROOT).as_posix()
@@ -96,6 +103,7 @@ RUNNER = ImageSpec(
         RUNNER_DIR / "janitor.py",
     ),
     wheels=RUNNER_DIR / "wheels",
+    shared=(REPO_ROOT / "privacy" / "block_line.py",),
 )
 
 
@@ -107,7 +115,7 @@ def server_spec() -> ImageSpec:
         context=REPO_ROOT,
         dockerfile="images/server/Dockerfile",
         requirements=_server_requirements(),
-        hashed=(IMAGES_DIR / "server" / "Dockerfile", *RUNNER.hashed, *sources),
+        hashed=(IMAGES_DIR / "server" / "Dockerfile", *RUNNER.hashed, *RUNNER.shared, *sources),
         wheels=IMAGES_DIR / "server" / "wheels",
     )
 
@@ -213,6 +221,42 @@ def download_wheels(spec: ImageSpec, progress: Progress = _quiet) -> None:
     stamp.write_text(fingerprint)
 
 
+def _no_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if "__pycache__" in info.name.split("/") else info
+
+
+def write_context(spec: ImageSpec, archive: IO[bytes]) -> None:
+    """The build context as a tar: the context directory, plus the project files the image
+    shares with the host at their repository paths (the Dockerfile copies them from there)."""
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for entry in sorted(spec.context.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=_no_caches)
+        for path in spec.shared:
+            tar.add(path, arcname=path.relative_to(REPO_ROOT).as_posix())
+    archive.seek(0)
+
+
+def _docker_build(engine: docker.DockerClient, spec: ImageSpec, tag: str, say: Progress) -> None:
+    options: dict[str, object] = {
+        "dockerfile": spec.dockerfile,
+        "tag": tag,
+        "rm": True,
+        "forcerm": True,
+        "pull": False,
+        "labels": {spec.repo.replace("unseen-", "unseen."): "1"},
+    }
+    with tempfile.TemporaryFile(prefix="unseen-context-") as archive:
+        if spec.shared:  # a context of our own making: the directory and the shared files
+            write_context(spec, archive)
+            _image, logs = engine.images.build(fileobj=archive, custom_context=True, **options)
+        else:  # the directory as docker sends it (its .dockerignore applies)
+            _image, logs = engine.images.build(path=str(spec.context), **options)
+        for chunk in logs:
+            line = str(chunk.get("stream", "")).rstrip()
+            if line:
+                say(line)
+
+
 def build_image(
     spec: ImageSpec, progress: Progress | None = None, client: docker.DockerClient | None = None
 ) -> str:
@@ -227,19 +271,7 @@ def build_image(
         build_base_image(engine, say)
         download_wheels(spec, say)
         say(f"docker build {tag}")
-        _image, logs = engine.images.build(
-            path=str(spec.context),
-            dockerfile=spec.dockerfile,
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            labels={spec.repo.replace("unseen-", "unseen."): "1"},
-        )
-        for chunk in logs:
-            line = str(chunk.get("stream", "")).rstrip()
-            if line:
-                say(line)
+        _docker_build(engine, spec, tag, say)
     except BuildError as exc:
         tail = "\n".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)[-1500:]
         raise ImageBuildError(f"docker build failed: {exc.msg}\n{tail}") from exc

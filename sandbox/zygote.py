@@ -27,6 +27,7 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
+from privacy.block_line import frame_bytes
 from sandbox.container import (
     CODE_MOUNT,
     SANDBOX_LABEL,
@@ -217,8 +218,8 @@ class ZygoteContainer:
         return BlockRun(
             RunEnd(str(answer["end"])),
             answer.get("exit_code"),  # type: ignore[arg-type]
-            str(answer["stdout"]).encode()[-self._limits.stdout_bytes :],
-            str(answer["stderr"]).encode()[-self._limits.stderr_bytes :],
+            frame_bytes(str(answer["stdout"]))[-self._limits.stdout_bytes :],
+            frame_bytes(str(answer["stderr"]))[-self._limits.stderr_bytes :],
             time.monotonic() - started,
         )
 

@@ -9,32 +9,22 @@ honest case easy:
 * everything the contestant prints goes to **stderr** (organizer-only logs), because fd 1 is
   re-pointed to fd 2 before the code is loaded;
 * the result is written as a single JSON line to the *original* stdout:
-  ``{"status": "ok", "values": {...}}`` or ``{"status": "error", "error": "<ExceptionClass>"}``.
+  ``{"status": "ok", "values": {...}}`` or ``{"status": "error", "error": "<ExceptionClass>"}``,
+  written by ``privacy/block_line.py``, the format's one definition: the host reads the line
+  with the same file (the image build copies it to ``/opt/unseen/privacy/``).
 """
 
 from __future__ import annotations
 
-import json
-import numbers
 import os
 import sys
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+from privacy.block_line import error_line, ok_line
+
 CODE_PATH = "/job/analysis.py"
 DATA_PATH = "/data/block.parquet"
-
-
-def _to_jsonable(values: object) -> object:
-    """Turn numpy scalars into floats; leave anything odd for the host's strict parser to reject."""
-    if not isinstance(values, dict):
-        return repr(values)[:200]
-    out: dict[str, object] = {}
-    for key, value in values.items():
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            out[str(key)] = float(value)
-        else:
-            out[str(key)] = repr(value)[:200]
-    return out
 
 
 def main() -> int:
@@ -54,11 +44,11 @@ def main() -> int:
         if not callable(analyze):
             raise NameError("analysis.py defines no function analyze(df)")
         values = analyze(frame)
-        line = json.dumps({"status": "ok", "values": _to_jsonable(values)})
+        line = ok_line(values)
         code = 0
     except BaseException as exc:  # the contestant may raise anything, SystemExit included
         traceback.print_exc(file=sys.stderr)
-        line = json.dumps({"status": "error", "error": type(exc).__name__})
+        line = error_line(exc)
         code = 1
     result.write(line + "\n")
     result.flush()

@@ -27,6 +27,8 @@ Before the first block it warms pandas up on made-up rows and freezes its heap (
 so each block's process starts with the lazy imports done and few copy-on-write faults.
 
 Frames both ways: 4-byte big-endian length, then JSON (host → zygote: a header, then raw bytes).
+The block's result line is written, recognised and relayed by ``privacy/block_line.py`` (copied
+into the image next to this file), the module the host reads it with.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import gc
 import importlib
 import io
 import json
-import numbers
 import os
 import resource
 import select
@@ -59,6 +60,8 @@ import pyarrow.parquet  # warm imports, shared copy-on-write by every block
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
 from janitor import read_text, sysv_objects
+
+from privacy.block_line import error_line, frame_text, ok_line, said_status
 
 CODE_PATH = "/job/analysis.py"
 SCRATCH = "/scratch"
@@ -93,17 +96,6 @@ def read_block(raw: bytes) -> pd.DataFrame:
     """
     table = pyarrow.parquet.read_table(io.BytesIO(raw), use_threads=False)
     return table.to_pandas(use_threads=False)
-
-
-def to_jsonable(values: object) -> object:
-    if not isinstance(values, dict):
-        return repr(values)[:200]
-    return {
-        str(k): float(v)
-        if isinstance(v, numbers.Real) and not isinstance(v, bool)
-        else repr(v)[:200]
-        for k, v in values.items()
-    }
 
 
 def child(uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, limits: dict) -> None:
@@ -154,12 +146,12 @@ def child(uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, lim
             if failed is not None:
                 raise failed
             analyze = namespace["analyze"]
-            line = json.dumps({"status": "ok", "values": to_jsonable(analyze(frame))})  # type: ignore[operator]
+            line = ok_line(analyze(frame))  # type: ignore[operator]
             code = 0
         except BaseException as exc:
             if exc is not failed:
                 traceback.print_exc()
-            line = json.dumps({"status": "error", "error": type(exc).__name__})
+            line = error_line(exc)
         result.write(line + "\n")
         result.flush()
         # Close every pipe before exiting: the zygote answers the host on these EOFs while
@@ -348,19 +340,6 @@ def prepare(template: Template, number: int, limits: dict) -> BlockProcess:
     return BlockProcess(number, uid, scratch, pid, data_w, result_r, log_r)
 
 
-def answered(out: bytearray) -> dict[str, object] | None:
-    """The result line, if the process wrote a complete one (it may still be exiting)."""
-    if not out.endswith(b"\n"):
-        return None
-    try:
-        line = json.loads(bytes(out).splitlines()[-1])
-    except (ValueError, IndexError):
-        return None
-    if isinstance(line, dict) and line.get("status") in ("ok", "error"):
-        return line
-    return None
-
-
 def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, object], int | None]:
     """Hand the block over; the answer frame, and the wait status if the process has exited.
 
@@ -415,7 +394,7 @@ def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, obj
         if done:
             status = code
             break
-        if not streams and answered(out) is not None:
+        if not streams and said_status(bytes(out)) is not None:
             break
         left = deadline - time.monotonic()
         if left <= 0:
@@ -436,8 +415,8 @@ def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, obj
     if timed_out:
         end, exit_code = "timeout", None
     elif status is None:  # said its last word and closed its pipes: exiting
-        line = answered(out) or {}
-        end, exit_code = ("exited", 0) if line.get("status") == "ok" else ("nonzero_exit", 1)
+        said = said_status(bytes(out))
+        end, exit_code = ("exited", 0) if said == "ok" else ("nonzero_exit", 1)
     else:
         exit_code = os.waitstatus_to_exitcode(status)
         if exit_code == 0:
@@ -449,7 +428,7 @@ def run(process: BlockProcess, block: bytes, wall: float) -> tuple[dict[str, obj
     answer: dict[str, object] = {
         "end": end,
         "exit_code": exit_code,
-        "stdout": bytes(out[-STREAM_LIMIT:]).decode("utf-8", "replace"),
+        "stdout": frame_text(bytes(out[-STREAM_LIMIT:])),  # the host gets these very bytes
         "stderr": bytes(err[-STREAM_LIMIT:]).decode("utf-8", "replace"),
         "seconds": time.monotonic() - started,
     }
@@ -538,7 +517,7 @@ def warm_up() -> None:
     frame.groupby("key")["value"].mean()
     frame[frame["flag"] & frame["key"].isin(["k1"])]["value"].quantile(0.9)
     frame["value"].describe()
-    json.dumps(to_jsonable({"a": numpy.float64(1.0)}))
+    ok_line({"a": numpy.float64(1.0)})
     gc.collect()
     gc.freeze()
 
