@@ -320,6 +320,10 @@ class ScheduleRulesOut(BaseModel):
     block_overhead_seconds: float
     query_seconds: float
     slots: int
+    sandbox: str = Field(
+        description="The node's runtime and isolation form (runc/zygote, runsc/container): a "
+        "block's T must cover its start in the container form."
+    )
 
 
 class ScheduleOut(BaseModel):

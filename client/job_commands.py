@@ -177,7 +177,9 @@ def schedule(url: Url = None, token: Token = None, as_json: AsJson = False) -> N
         f"block time T: {rules['min_block_seconds']:g} to {rules['max_block_seconds']:g} s "
         f"(default {rules['default_block_seconds']:g} s)\n"
         f"job length: {rules['start_seconds']:g} s + ceil(blocks / {rules['slots']}) * "
-        f"(T + {rules['block_overhead_seconds']:g} s); a query: {rules['query_seconds']:g} s"
+        f"(T + {rules['block_overhead_seconds']:g} s); a query: {rules['query_seconds']:g} s\n"
+        f"sandboxes: {rules['sandbox']} (runtime/isolation; in the container form T also "
+        "covers a container's start)"
     )
 
 

@@ -162,6 +162,7 @@ def test_a_server_left_to_choose_runs_jobs_and_sample_runs_under_runsc(
         started = time.monotonic()
         done = client.wait(job["id"], timeout=300)
         assert done["state"] == "awaiting_review", (done, time.monotonic() - started)
+        assert client.schedule_rules()["sandbox"] == "runsc/container"  # public, before
         report = deployed.organizer.job(job["id"])["report"]
         assert report["sandboxes"] == {"runsc/container": TINY_BLOCKS}
         assert report["outcomes"] == {"ok": TINY_BLOCKS}

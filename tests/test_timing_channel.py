@@ -216,6 +216,7 @@ def test_a_block_time_outside_the_node_limits_is_refused_before_any_budget(
         assert all(b["reserved"] == 0 and b["spent"] == 0 for b in d.contestant.budget())
         rules = d.contestant.schedule_rules()
         assert rules["max_block_seconds"] == 8 and rules["slots"] >= 1
+        assert rules["sandbox"] == "runc/zygote"  # the suite's servers: UNSEEN_RUNTIME=runc
         # without block_seconds: the node's default, or 3x this code's time on the sample
         default = d.contestant.submit("cards_tiny", code, OUTPUTS, 0.1)
         assert default["schedule"]["block_seconds"] == rules["default_block_seconds"]

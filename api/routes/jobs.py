@@ -109,7 +109,9 @@ def _noise_plans(
 @router.get("/schedule")
 def schedule_rules(ctx: Context, user: CurrentUser) -> ScheduleRulesOut:
     """The node's public scheduling rules: how a job's block time and length are fixed."""
-    return ScheduleRulesOut(**asdict(ctx.settings.schedule), slots=ctx.settings.slots)
+    return ScheduleRulesOut(
+        **asdict(ctx.settings.schedule), slots=ctx.settings.slots, sandbox=ctx.sandbox.describe()
+    )
 
 
 @router.post("/jobs", status_code=202)
