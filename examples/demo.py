@@ -143,6 +143,15 @@ def watch(contestant: UnseenClient, job_id: str) -> dict[str, Any]:
         return contestant.wait(job_id, on_update=update, timeout=1800)
 
 
+def block_seconds_for(contestant: UnseenClient) -> float:
+    """Every block gets the same public time T, and the job's length follows from it. The
+    example takes tens of milliseconds a block in the zygote form; a container per block (the
+    form under gVisor) adds its start, about 2 s there."""
+    sandbox = str(contestant.schedule_rules()["sandbox"])
+    console.print(f"the node's sandboxes: {sandbox} (runtime/isolation)")
+    return 1.0 if sandbox.endswith("/zygote") else 5.0
+
+
 def run_query(contestant: UnseenClient, organizer: UnseenClient) -> dict:
     """Query mode: exits per metro line in the morning peak, user-level DP, no code at all."""
     plan = (
@@ -195,15 +204,10 @@ def main() -> int:
                 f"estimate {plan['name']}: noise scale {plan['noise_scale']:.3f}, "
                 f"95% error ±{plan['error_bound_95']:.3f}"
             )
-        # Every block gets the same public time (the example takes tens of milliseconds a
-        # block in the zygote form; a container per block, gVisor's default, adds its start);
-        # the job's length is fixed from it, and its state changes only then.
-        sandbox = contestant.schedule_rules()["sandbox"]
-        block_seconds = 1.0 if sandbox.endswith("/zygote") else 5.0
-        console.print(f"the node's sandboxes: {sandbox} (runtime/isolation)")
         job = contestant.submit(
-            "transport_cards", EXAMPLE.read_text(), outputs, EPSILON, block_seconds=block_seconds
-        )
+            "transport_cards", EXAMPLE.read_text(), outputs, EPSILON,
+            block_seconds=block_seconds_for(contestant),
+        )  # fmt: skip
         schedule = job["schedule"]
         console.print(
             f"submitted job {job['id']} (ε={EPSILON}): each block has "
