@@ -81,8 +81,16 @@ def read_exact(fd: int, size: int) -> bytes:
 
 
 def send(fd: int, message: dict[str, object]) -> None:
+    """One whole frame. A write may take only part of it (gVisor's host fds do, measured: a
+    256 KiB answer went out cut short, and the host waited for the rest until its grace ran
+    out), so write until every byte is out, waiting while the channel is full."""
     payload = json.dumps(message).encode()
-    os.write(fd, struct.pack(">I", len(payload)) + payload)
+    view = memoryview(struct.pack(">I", len(payload)) + payload)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
 
 
 def read_block(raw: bytes) -> pd.DataFrame:
