@@ -44,11 +44,12 @@ def choose_runtime(requested: str | None, registered: Iterable[str]) -> str:
 
 ISOLATION_FORMS = ("zygote", "container")
 #: Why the zygote form is not offered under runsc yet (docs/isolation.md, measured here):
-#: gVisor's /proc lets a block's uid read other processes' maps and environment and open some
-#: of their descriptors, which Linux refuses; its isolation between blocks is not proven.
+#: gVisor has no /proc/sysvipc, so a block's SysV IPC objects outlive it unseen by the
+#: janitor, and its /proc shows a block other processes' maps, environment and descriptors.
 ZYGOTE_UNDER_RUNSC = (
     "the zygote isolation form is not offered under runsc yet: gVisor's /proc lets a block "
-    "see the zygote's processes (docs/isolation.md); set UNSEEN_ISOLATION=container (a fresh "
+    "see the zygote's processes and hides its SysV IPC objects from the clean-up "
+    "(docs/isolation.md); set UNSEEN_ISOLATION=container (a fresh "
     "gVisor sandbox per block) or UNSEEN_RUNTIME=runc"
 )
 

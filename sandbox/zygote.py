@@ -65,7 +65,15 @@ def zygote_config(
         # its one attached client goes, and it exits, even when that client was SIGKILLed.
         detach=False,
         volumes={str(code_path.resolve()): {"bind": CODE_MOUNT, "mode": "ro"}},  # no data
-        tmpfs={"/scratch": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
+        tmpfs={
+            # 0711 stated: runc copies the image directory's mode onto the tmpfs, gVisor does
+            # not (it made /scratch 1777, a place any block could write besides its own).
+            "/scratch": f"rw,noexec,nosuid,nodev,mode=0711,size={limits.tmpfs_bytes}",
+            # Blocks of one container must share no writable place. Under runc /tmp is the
+            # read-only root's; gVisor mounts a writable tmpfs (1777) at /tmp when the
+            # container has none, so one is mounted here, empty and read-only, under both.
+            "/tmp": "ro,noexec,nosuid,nodev,mode=0755,size=4k",
+        },
         environment={
             "UNSEEN_FSIZE": str(limits.file_size_bytes),
             # what the zygote may import ahead for the blocks: the policy's analysis libraries

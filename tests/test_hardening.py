@@ -248,7 +248,8 @@ EXPECTED = {'/', '/job/analysis.py', '/data/block.parquet', '/tmp', '/out', '/sc
             '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hosts',
             '/etc/hostname', '/etc/resolv.conf', '/dev/console'}
 ALLOWED_ENV = {b'PATH', b'HOSTNAME', b'HOME', b'LANG', b'PYTHONDONTWRITEBYTECODE', b'TMPDIR',
-               b'OPENBLAS_NUM_THREADS', b'OMP_NUM_THREADS', b'MKL_NUM_THREADS', b'UNSEEN_FSIZE'}
+               b'OPENBLAS_NUM_THREADS', b'OMP_NUM_THREADS', b'MKL_NUM_THREADS', b'UNSEEN_FSIZE',
+               b'UNSEEN_PRELOAD'}  # the zygote's public settings: gVisor shows its environ
 
 def odd_names(raw):
     return {e.split(b'=')[0] for e in raw.split(bytes([0])) if e} - ALLOWED_ENV
@@ -259,7 +260,7 @@ def analyze(df):
                                                                          '/dev/'))]
     print('unexpected mounts', odd)
     odd_env = {name.encode() for name in os.environ} - ALLOWED_ENV
-    try:  # PID 1: the harness, or the zygote (root: unreadable to a block's uid)
+    try:  # PID 1: the harness, or the zygote (root: a block's uid reads it only under gVisor)
         odd_env |= odd_names(open('/proc/1/environ', 'rb').read())
     except PermissionError:
         pass

@@ -22,6 +22,7 @@ from sandbox.runtime import (
     choose_isolation,
     choose_runtime,
 )
+from sandbox.zygote import zygote_config
 from tests.conftest import (
     TINY_BLOCKS,
     SodaData,
@@ -78,6 +79,19 @@ def test_the_config_names_the_runtime_and_scales_pids_for_gvisor(tmp_path: Path)
     # everything else is the same hardening
     differing = {key for key in runc if runc[key] != runsc[key]}
     assert differing == {"runtime", "pids_limit"}
+
+
+@pytest.mark.parametrize("runtime", ["runc", "runsc"])
+def test_the_zygote_container_has_no_writable_place_a_later_block_could_share(
+    tmp_path: Path, runtime: str
+) -> None:
+    """gVisor mounts a writable /tmp (1777) where a container has none, and does not copy
+    the image's 0711 onto /scratch: both are stated, under both runtimes."""
+    config = zygote_config("img", tmp_path, SandboxLimits(), {}, runtime)
+    tmpfs = {path: dict.fromkeys(opts.split(",")) for path, opts in config["tmpfs"].items()}
+    assert set(tmpfs) == {"/scratch", "/tmp"}
+    assert "ro" in tmpfs["/tmp"] and "rw" not in tmpfs["/tmp"]
+    assert "mode=0711" in tmpfs["/scratch"]
 
 
 @pytest.mark.docker

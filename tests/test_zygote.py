@@ -114,7 +114,8 @@ def blocks(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def slot_for(runner_image: str, tmp_path: Path) -> Iterator[object]:
+def slot_for(runner_image: str, tmp_path: Path, runtime: str) -> Iterator[object]:
+    """Zygote containers under each runtime (the ``runtime`` fixture: runc, then runsc)."""
     slots: list[ZygoteContainer] = []
 
     def make(source: str, limits: SandboxLimits | None = None) -> ZygoteContainer:
@@ -123,7 +124,7 @@ def slot_for(runner_image: str, tmp_path: Path) -> Iterator[object]:
         code.chmod(0o644)
         slot = ZygoteContainer(
             docker.from_env(), runner_image, code, limits or SandboxLimits(),
-            {"unseen.node": "test-zygote"},
+            {"unseen.node": "test-zygote"}, runtime,
         )  # fmt: skip
         slots.append(slot)
         return slot
@@ -139,9 +140,18 @@ def values(run: BlockRun, names: list[str] = NAMES) -> dict[str, float]:
     return {k: v for k, v in parsed.values.items() if v != -1}
 
 
+#: Why the zygote form is still refused under runsc (sandbox.runtime.ZYGOTE_UNDER_RUNSC).
+SYSV_UNDER_RUNSC = (
+    "gVisor has no /proc/sysvipc: the janitor cannot find a block's SysV message queue, "
+    "semaphore and shared memory, nor the zygote's check, so they outlive the block"
+)
+
+
 def test_no_block_observes_anything_of_the_previous_block(
-    slot_for, blocks: tuple[Path, Path]
+    slot_for, blocks: tuple[Path, Path], runtime: str, request: pytest.FixtureRequest
 ) -> None:
+    if runtime == "runsc":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SYSV_UNDER_RUNSC))
     writer_block, reader_block = blocks
     slot = slot_for(CROSS_BLOCK)
     first = values(slot.run(writer_block))
@@ -159,12 +169,14 @@ def test_no_block_observes_anything_of_the_previous_block(
 
 
 def test_blocks_get_fresh_unprivileged_uids_and_only_their_data(
-    slot_for, blocks: tuple[Path, Path]
+    slot_for, blocks: tuple[Path, Path], runtime: str
 ) -> None:
     source = r"""
-import os, socket
+import ctypes, os, socket
 def status(field):
     return [l.split()[1] for l in open('/proc/self/status') if l.startswith(field + ':')][0]
+def prctl(option):  # gVisor's /proc/self/status has no NoNewPrivs nor Seccomp line
+    return float(ctypes.CDLL(None, use_errno=True).prctl(option, 0, 0, 0, 0))
 def analyze(df):
     try:
         socket.create_connection(('1.1.1.1', 53), timeout=2)
@@ -172,8 +184,8 @@ def analyze(df):
     except OSError:
         net = 0.0
     return {'uid': float(os.getuid()), 'cap_eff': float(int(status('CapEff'), 16)),
-            'cap_prm': float(int(status('CapPrm'), 16)), 'nnp': float(status('NoNewPrivs')),
-            'seccomp': float(status('Seccomp')), 'net': net,
+            'cap_prm': float(int(status('CapPrm'), 16)), 'nnp': prctl(39),  # PR_GET_NO_NEW_PRIVS
+            'seccomp': prctl(21), 'net': net,  # PR_GET_SECCOMP
             'data_dir': float(os.path.exists('/data')) and float(len(os.listdir('/data'))),
             'rows': float(len(df))}
 """
@@ -184,7 +196,10 @@ def analyze(df):
     for run in runs:
         assert run["uid"] >= 20_000
         assert run["cap_eff"] == run["cap_prm"] == 0.0
-        assert run["nnp"] == 1.0 and run["seccomp"] == 2.0 and run["net"] == 0.0
+        # runc: Docker's default profile on the host kernel; runsc: the code's calls go to
+        # gVisor's kernel, the Sentry itself is seccomp-confined on the host (test_runtime)
+        assert run["nnp"] == 1.0 and run["net"] == 0.0
+        assert run["seccomp"] == (2.0 if runtime == "runc" else 0.0)
         assert run["data_dir"] == 0.0  # no dataset is mounted: blocks arrive over a pipe
         assert run["rows"] == 3.0
 
@@ -225,10 +240,12 @@ def test_a_block_that_kills_the_zygote_loses_only_itself(
 
 
 def test_after_a_fork_bomb_the_same_container_cleans_up_and_runs_the_next_block(
-    slot_for, blocks: tuple[Path, Path]
+    slot_for, blocks: tuple[Path, Path], runtime: str
 ) -> None:
     """A block that takes every pid the container may have must not stop the clean-up (its
-    cleaner was forked before the block ran) nor force a new container."""
+    cleaner was forked before the block ran) nor force a new container. Under runsc the
+    host's pids cap counts gVisor's own threads and stops the whole sandbox first: the block
+    is lost (its defaults) and the next one runs in a fresh container, seeing nothing."""
     source = (
         "import os, time\n"
         "def analyze(df):\n"
@@ -250,6 +267,10 @@ def test_after_a_fork_bomb_the_same_container_cleans_up_and_runs_the_next_block(
         "    return {'n': float(len(df)), 'others': float(others)}\n"
     )
     slot = slot_for(source, SandboxLimits(pids=24))
+    if runtime == "runsc":
+        assert slot.run(blocks[0]).end is RunEnd.LOST
+        assert values(slot.run(blocks[1]), ["n", "others"]) == {"n": 3.0, "others": 0.0}
+        return
     bombed = values(slot.run(blocks[0]), ["n"])
     assert 10 < bombed["n"] < 24  # it really used up the pids
     container = slot.container_id

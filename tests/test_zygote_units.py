@@ -78,3 +78,33 @@ def test_preload_of_code_that_does_not_parse_imports_nothing(
     code.write_text("import json\ndef analyze(df:\n")
     monkeypatch.setattr(zygote, "CODE_PATH", str(code))
     assert zygote.preload({"json"}) == []
+
+
+def test_a_frame_goes_out_whole_even_through_a_full_non_blocking_channel(
+    zygote: ModuleType,
+) -> None:
+    """gVisor's host fds take part of a large write (a 256 KiB answer went out cut short and
+    the host waited out its grace: a timed-out block ended LOST); ``send`` writes it all."""
+    import json
+    import os
+    import struct
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # short writes and EAGAIN, as a full pipe gives
+    message = {"stdout": "z" * (1 << 20)}
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 4096):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    zygote.send(write_end, message)
+    os.close(write_end)
+    reader.join(10)
+    os.close(read_end)
+    (size,) = struct.unpack(">I", received[:4])
+    assert size == len(received) - 4
+    assert json.loads(bytes(received[4:])) == message

@@ -55,9 +55,27 @@ def sysv_objects(uid: int) -> list[tuple[str, int]]:
     return found
 
 
+def drop_descriptors() -> None:
+    """Keep only stderr: the janitor's request and answer pipes (0, 1) become /dev/null.
+
+    The cleaner becomes the block's uid while that uid's processes may still live; a process
+    of the same uid may open another's descriptors through /proc/<pid>/fd (Linux refuses it
+    for the cleaner, made non-dumpable by its setuid; gVisor was seen to allow opening a
+    root process's descriptor), so the cleaner holds nothing worth opening."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def clean(uid: int, scratch: str) -> None:
     """As ``uid``: kill its processes, remove its IPC objects and files. Never returns."""
     try:
+        drop_descriptors()
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
@@ -118,7 +136,13 @@ def fork_cleaner_patiently(seconds: float = 5.0) -> tuple[int, int] | None:
             time.sleep(0.005)
 
 
+PR_SET_DUMPABLE = 4
+
+
 def serve() -> None:
+    # Not to be looked into by a block's uid through /proc (see the zygote's main); cleaners
+    # inherit it, and become a block's uid only to kill and remove.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     cleaner = fork_cleaner_patiently()
     for line in sys.stdin:
         if cleaner is None:

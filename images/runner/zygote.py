@@ -68,6 +68,7 @@ SCRATCH = "/scratch"
 FIRST_UID = 20_000
 STREAM_LIMIT = 256 * 1024
 JANITOR_PATH = "/opt/unseen/janitor.py"
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -84,8 +85,16 @@ def read_exact(fd: int, size: int) -> bytes:
 
 
 def send(fd: int, message: dict[str, object]) -> None:
+    """One whole frame. A write may take only part of it (gVisor's host fds do, measured: a
+    256 KiB answer went out cut short, and the host waited for the rest until its grace ran
+    out), so write until every byte is out, waiting while the channel is full."""
     payload = json.dumps(message).encode()
-    os.write(fd, struct.pack(">I", len(payload)) + payload)
+    view = memoryview(struct.pack(">I", len(payload)) + payload)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
 
 
 def read_block(raw: bytes) -> pd.DataFrame:
@@ -282,11 +291,13 @@ class Template:
 
     @staticmethod
     def _serve(sock: socket.socket) -> None:
-        # Not even the host's channel: stdin and stdout become /dev/null, so fds 0-2 stay taken.
+        # Not even the host's channel: stdin and stdout become /dev/null, so fds 0-2 stay taken;
+        # nor the janitor's pipes (inherited from the zygote): only the socket stays open.
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
             os.dup2(null, fd)
         os.close(null)
+        close_fds_except({0, 1, 2, sock.fileno()})
         while True:
             request = sock.recv(4096)
             if not request:
@@ -523,6 +534,11 @@ def warm_up() -> None:
 
 
 def main() -> None:
+    # Non-dumpable, as the janitor: no block's uid may ptrace or look into the zygote or the
+    # template (a fork inherits it). Defence in depth: Linux refuses another uid that already
+    # (these are root's), and gVisor's /proc shows a root process's environ, maps, smaps,
+    # auxv and fd links to any uid whatever this flag says (measured; docs/isolation.md).
+    _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     janitor = Janitor()  # before the warm-up: a small process to fork from
     preload(set(filter(None, os.environ.get("UNSEEN_PRELOAD", "").split(","))))
