@@ -298,6 +298,27 @@ def any_sandbox(
     return Sandbox(docker_client, runner_image, tmp_path, form, runtime)
 
 
+@pytest.fixture
+def slot_for(runner_image: str, tmp_path: Path, runtime: str) -> Iterator[object]:
+    """Zygote containers under each runtime (the ``runtime`` fixture: runc, then runsc)."""
+    slots: list[ZygoteContainer] = []
+
+    def make(source: str, limits: SandboxLimits | None = None) -> ZygoteContainer:
+        code = tmp_path / f"analysis{len(slots)}.py"
+        code.write_text(source)
+        code.chmod(0o644)
+        slot = ZygoteContainer(
+            docker.from_env(), runner_image, code, limits or SandboxLimits(),
+            {"unseen.node": "test-zygote"}, runtime,
+        )  # fmt: skip
+        slots.append(slot)
+        return slot
+
+    yield make
+    for slot in slots:
+        slot.close()
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 POSTGRES_ADMIN = "postgresql://unseen:unseen@127.0.0.1:5432/postgres"

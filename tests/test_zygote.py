@@ -5,7 +5,6 @@ tries every channel to the next block of the same container; the next block must
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -14,7 +13,7 @@ import pytest
 
 from privacy.outputs import make_output_spec, parse_block_output
 from sandbox.container import BlockRun, RunEnd, SandboxLimits
-from sandbox.zygote import ZygoteContainer, ZygoteSlot
+from sandbox.zygote import ZygoteSlot
 
 pytestmark = pytest.mark.docker
 
@@ -111,27 +110,6 @@ def blocks(tmp_path: Path) -> tuple[Path, Path]:
         ).to_parquet(path)
         paths.append(path)
     return paths[0], paths[1]
-
-
-@pytest.fixture
-def slot_for(runner_image: str, tmp_path: Path, runtime: str) -> Iterator[object]:
-    """Zygote containers under each runtime (the ``runtime`` fixture: runc, then runsc)."""
-    slots: list[ZygoteContainer] = []
-
-    def make(source: str, limits: SandboxLimits | None = None) -> ZygoteContainer:
-        code = tmp_path / f"analysis{len(slots)}.py"
-        code.write_text(source)
-        code.chmod(0o644)
-        slot = ZygoteContainer(
-            docker.from_env(), runner_image, code, limits or SandboxLimits(),
-            {"unseen.node": "test-zygote"}, runtime,
-        )  # fmt: skip
-        slots.append(slot)
-        return slot
-
-    yield make
-    for slot in slots:
-        slot.close()
 
 
 def values(run: BlockRun, names: list[str] = NAMES) -> dict[str, float]:

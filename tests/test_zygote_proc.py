@@ -10,16 +10,13 @@ included: it must find no trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pandas as pd
 import pytest
 
 from privacy.outputs import make_output_spec, parse_block_output
-from sandbox.container import BlockRun, RunEnd, SandboxLimits
-from sandbox.zygote import ZygoteContainer
+from sandbox.container import BlockRun, RunEnd
 
 pytestmark = pytest.mark.docker
 
@@ -113,26 +110,6 @@ def blocks(tmp_path: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-@pytest.fixture
-def zygote(runner_image: str, tmp_path: Path, runtime: str) -> Iterator[object]:
-    containers: list[ZygoteContainer] = []
-
-    def make(source: str) -> ZygoteContainer:
-        code = tmp_path / f"analysis{len(containers)}.py"
-        code.write_text(source)
-        code.chmod(0o644)
-        container = ZygoteContainer(
-            docker.from_env(), runner_image, code, SandboxLimits(),
-            {"unseen.node": "test-zygote"}, runtime,
-        )  # fmt: skip
-        containers.append(container)
-        return container
-
-    yield make
-    for container in containers:
-        container.close()
-
-
 def values(run: BlockRun, names: list[str]) -> dict[str, float]:
     assert run.end is RunEnd.EXITED, (run.end, run.stderr[-2000:])
     parsed = parse_block_output(run.stdout, [make_output_spec(n, -1, 1e9) for n in names])
@@ -140,10 +117,10 @@ def values(run: BlockRun, names: list[str]) -> dict[str, float]:
 
 
 def test_a_later_block_finds_no_trace_of_an_earlier_one_anywhere_in_proc(
-    zygote, blocks: tuple[Path, Path]
+    slot_for, blocks: tuple[Path, Path]
 ) -> None:
     planter, hunter = blocks
-    container = zygote(PROC_HUNT)
+    container = slot_for(PROC_HUNT)
     assert values(container.run(planter), ["role"]) == {"role": 1.0}
     run = container.run(hunter)
     found = values(run, ["role", "found", "opened"])
@@ -171,14 +148,14 @@ def analyze(df):
     "counts the processes earlier blocks made (docs/isolation.md)",
 )
 def test_a_blocks_pid_does_not_depend_on_how_many_processes_an_earlier_block_made(
-    zygote, tmp_path: Path
+    slot_for, tmp_path: Path
 ) -> None:
     quiet, busy = tmp_path / "quiet.parquet", tmp_path / "busy.parquet"
     pd.DataFrame({"card_id": [1], "fare": [0.0]}).to_parquet(quiet)
     pd.DataFrame({"card_id": [2], "fare": [30.0]}).to_parquet(busy)
     for path in (quiet, busy):
         path.chmod(0o644)
-    container = zygote(PID_COUNTER)
+    container = slot_for(PID_COUNTER)
     pids = [values(container.run(p), ["pid"])["pid"] for p in (quiet, quiet, busy, quiet)]
     # the same step from block to block, whatever the blocks between did
     assert pids[3] - pids[2] == pids[1] - pids[0], pids
