@@ -361,7 +361,8 @@ def test_a_node_worker_runs_blocks_in_the_isolation_form_it_is_set_to(
     try:
         node = Node(deployed, fanned_out.broker, label, data, worker, fanned_out.server)
         deployed.organizer.register_dataset(**_on(node, soda, "transport_cards", "boxed", 4))
-        job = deployed.contestant.submit("boxed", EXAMPLE, FARE_OUTPUTS, 0.5)
+        # T covers a container's start (about a second, more on a loaded machine)
+        job = deployed.contestant.submit("boxed", EXAMPLE, FARE_OUTPUTS, 0.5, block_seconds=10)
         done = deployed.contestant.wait(job["id"], timeout=300)
         assert done["state"] == "awaiting_review", deployed.organizer.job(job["id"])
         report = deployed.organizer.job(job["id"])["report"]
