@@ -101,6 +101,7 @@ RUNNER = ImageSpec(
         RUNNER_DIR / "harness.py",
         RUNNER_DIR / "zygote.py",
         RUNNER_DIR / "janitor.py",
+        RUNNER_DIR / "confine.py",
     ),
     wheels=RUNNER_DIR / "wheels",
     shared=(REPO_ROOT / "privacy" / "block_line.py",),

@@ -43,14 +43,14 @@ def choose_runtime(requested: str | None, registered: Iterable[str]) -> str:
 
 
 ISOLATION_FORMS = ("zygote", "container")
-#: Why the zygote form is not offered under runsc yet (docs/isolation.md, measured here):
-#: gVisor has no /proc/sysvipc, so a block's SysV IPC objects outlive it unseen by the
-#: janitor, and its /proc shows a block other processes' maps, environment and descriptors.
+#: Why the zygote form is not offered under runsc (docs/isolation.md, measured here): each
+#: block gets pid, mount and IPC namespaces of its own and a /proc of its own, and Debian 12's
+#: gVisor (2022-12-19) answers a new mount namespace with success while sharing the mount table:
+#: the block's /proc would replace the zygote's. The zygote checks and refuses to start there.
 ZYGOTE_UNDER_RUNSC = (
-    "the zygote isolation form is not offered under runsc yet: gVisor's /proc lets a block "
-    "see the zygote's processes and hides its SysV IPC objects from the clean-up "
-    "(docs/isolation.md); set UNSEEN_ISOLATION=container (a fresh "
-    "gVisor sandbox per block) or UNSEEN_RUNTIME=runc"
+    "the zygote isolation form is not offered under runsc: this gVisor does not isolate "
+    "mount namespaces, so a block cannot get a /proc of its own (docs/isolation.md); set "
+    "UNSEEN_ISOLATION=container (a fresh gVisor sandbox per block) or UNSEEN_RUNTIME=runc"
 )
 
 

@@ -6,8 +6,11 @@ The container holds no data: each block's bytes are streamed to the zygote over 
 answers with one frame per block. Its PID 1 is root *inside* the container with only
 CAP_SETUID, CAP_SETGID, CAP_CHOWN and CAP_SETPCAP (to hand each block a fresh uid and scratch
 directory with an empty capability bounding set; what a block left is killed and removed by a
-cleaner running as the block's own uid, so no CAP_KILL);
-contestant code runs under that uid with no capability at all. Everything else is the
+cleaner running as the block's own uid, so no CAP_KILL) and CAP_SYS_ADMIN (to give each block
+its own pid, mount and IPC namespaces and /proc, images/runner/confine.py: no counter of the
+container outlives a block); contestant code runs under that uid with no capability at all,
+under a seccomp filter of the zygote's that takes back the calls Docker's profile allows for
+CAP_SYS_ADMIN. Everything else is the
 container-per-block hardening. If the zygote ever finds anything of a finished block left
 (process, file, IPC object) it exits, and the slot is replaced: fail closed.
 """
@@ -39,7 +42,7 @@ from sandbox.container import (
 from sandbox.policy import ALLOWED_MODULES
 from sandbox.runtime import RUNC
 
-ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "SETPCAP"]
+ZYGOTE_CAPS = ["SETUID", "SETGID", "CHOWN", "SETPCAP", "SYS_ADMIN"]
 READY_SECONDS = 60.0
 
 

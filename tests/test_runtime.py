@@ -22,7 +22,7 @@ from sandbox.runtime import (
     choose_isolation,
     choose_runtime,
 )
-from sandbox.zygote import zygote_config
+from sandbox.zygote import ZygoteContainer, ZygoteError, zygote_config
 from tests.conftest import (
     TINY_BLOCKS,
     SodaData,
@@ -123,6 +123,29 @@ def test_code_under_runsc_talks_to_gvisor_whose_sentry_is_seccomp_confined(
         assert version != host
     finally:
         container.remove(force=True)
+
+
+@pytest.mark.docker
+def test_a_zygote_forced_under_runsc_fails_closed_before_any_block(
+    docker_client: docker.DockerClient, runner_image: str, tmp_path: Path
+) -> None:
+    """Below the node's refusal, the zygote itself: Debian 12's gVisor says yes to a new
+    mount namespace and shares the mount table anyway, so the block's /proc would reach the
+    zygote. The zygote checks, and stops before a block is sent; the reason is in its log."""
+    require_runtime(docker_client, "runsc")
+    tmp_path.chmod(0o755)
+    code = tmp_path / "analysis.py"
+    code.write_text("def analyze(df):\n    return {'n': 1.0}\n")
+    code.chmod(0o644)
+    slot = ZygoteContainer(
+        docker_client, runner_image, code, SandboxLimits(), {"unseen.node": "test-runtime"},
+        "runsc",
+    )  # fmt: skip
+    try:
+        with pytest.raises(ZygoteError, match="does not isolate mount namespaces"):
+            slot.start()
+    finally:
+        slot.close()
 
 
 @pytest.mark.docker

@@ -9,8 +9,11 @@ contestant code itself. For each block ``n``, before the block arrives, it
 2. asks the **template** for the block's process. The template is a process forked from the
    zygote once, after the warm-up and before any block existed: it never holds a block's bytes,
    result or logs (the zygote does, so it never forks a block's process). The template
-   double-forks; the child, reparented to the zygote, drops to ``n`` (all capabilities go with
-   uid 0), gets an empty environment, rlimits, its scratch as TMPDIR and cwd, loads
+   double-forks; the child, reparented to the zygote, is pid 1 of its own pid, mount and IPC
+   namespaces with a /proc of its own (confine.py: no pid, /proc counter or IPC object of an
+   earlier block reaches it), drops to ``n`` (all capabilities go with uid 0) under a seccomp
+   filter that forbids making namespaces, gets an empty environment, rlimits, its scratch as
+   TMPDIR and cwd, loads
    ``/job/analysis.py`` and waits for its block on a pipe. Its stdout/stderr go to a pipe, its
    result to another: the container's own stdout carries only zygote frames.
 
@@ -52,6 +55,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 import numpy
 import pandas as pd
@@ -59,6 +63,7 @@ import pyarrow
 import pyarrow.parquet  # warm imports, shared copy-on-write by every block
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir out
+import confine
 from janitor import read_text, sysv_objects
 
 from privacy.block_line import error_line, frame_text, ok_line, said_status
@@ -107,28 +112,51 @@ def read_block(raw: bytes) -> pd.DataFrame:
     return table.to_pandas(use_threads=False)
 
 
-def child(uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, limits: dict) -> None:
-    """The block's process. Never returns."""
+def confine_and_drop(
+    uid: int, data_fd: int, result_fd: int, log_fd: int, ready_fd: int, limits: dict
+) -> None:
+    """Make the block's process what contestant code may run in, or raise.
+
+    Pid 1 of its own pid, mount and IPC namespaces with a /proc of its own (confine.py), the
+    log pipe as stdout and stderr, no other descriptor, an empty capability bounding set, its
+    fresh uid, rlimits, and the seccomp filter that keeps the zygote's CAP_SYS_ADMIN calls
+    from it."""
+    confine.mount_private_proc()
+    with open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("1000")  # under memory pressure the block dies, not the zygote
+    os.setsid()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    close_fds_except({0, 1, 2, data_fd, result_fd, ready_fd})  # the janitor's pipes above all
+    libc = _libc()
+    for capability in range(64):  # empty the bounding set: nothing can ever be regained
+        libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)  # from uid 0 to non-zero: the kernel clears every capability
+    for name, value in (
+        ("RLIMIT_FSIZE", limits["fsize"]),
+        ("RLIMIT_NOFILE", 256),
+        ("RLIMIT_CORE", 0),
+    ):
+        resource.setrlimit(getattr(resource, name), (value, value))
+    confine.forbid_admin_calls()
+
+
+def child(
+    uid: int, scratch: str, data_fd: int, result_fd: int, log_fd: int, ready_fd: int, limits: dict
+) -> None:
+    """The block's process. Never returns. ``ready_fd`` gets "ok" once it is confined (or why
+    it could not be): the zygote never hands a block to a process that is not."""
     code = 1
     try:
-        with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")  # under memory pressure the block dies, not the zygote
-        os.setsid()
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        close_fds_except({0, 1, 2, data_fd, result_fd})  # the janitor's pipes above all
-        libc = _libc()
-        for capability in range(64):  # empty the bounding set: nothing can ever be regained
-            libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)  # from uid 0 to non-zero: the kernel clears every capability
-        for name, value in (
-            ("RLIMIT_FSIZE", limits["fsize"]),
-            ("RLIMIT_NOFILE", 256),
-            ("RLIMIT_CORE", 0),
-        ):
-            resource.setrlimit(getattr(resource, name), (value, value))
+        try:
+            confine_and_drop(uid, data_fd, result_fd, log_fd, ready_fd, limits)
+        except BaseException as exc:
+            os.write(ready_fd, f"{type(exc).__name__}: {exc}".encode()[:2000])
+            raise
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
         os.chdir(scratch)
         os.environ.clear()
         os.environ.update(
@@ -308,21 +336,20 @@ class Template:
             log_r, log_w = os.pipe()
             said_r, said_w = os.pipe()
             middle = os.fork()
-            if middle == 0:  # exits at once: the block's process is then the zygote's
+            if middle == 0:  # exits soon: the block's process is then the zygote's
                 sock.close()
                 for fd in (data_w, result_r, log_r, said_r):
                     os.close(fd)
-                pid = os.fork()
-                if pid == 0:
-                    os.close(said_w)
-                    child(order["uid"], order["scratch"], data_r, result_w, log_w, order["limits"])
-                os.write(said_w, str(pid).encode())
+                os.write(said_w, json.dumps(fork_confined(order, data_r, result_w, log_w)).encode())
                 os._exit(0)
             for fd in (data_r, result_w, log_w, said_w):
                 os.close(fd)
             os.waitpid(middle, 0)
-            pid = int(read_text_fd(said_r) or "-1")
-            socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [data_w, result_r, log_r])
+            said = read_text_fd(said_r) or '{"pid": -1, "error": "the fork parent died"}'
+            leaked = confine.mount_leak()  # here, in the namespaces the block left
+            if leaked:
+                said = json.dumps({"pid": -1, "error": leaked})
+            socket.send_fds(sock, [said.encode()], [data_w, result_r, log_r])
             for fd in (data_w, result_r, log_r):
                 os.close(fd)
 
@@ -330,10 +357,32 @@ class Template:
         """The new block process's pid and the zygote's ends of its data, result, log pipes."""
         self._sock.send(json.dumps({"uid": uid, "scratch": scratch, "limits": limits}).encode())
         message, fds, _, _ = socket.recv_fds(self._sock, 4096, 3)
-        pid = json.loads(message)["pid"] if message else -1
+        said: dict[str, Any] = (
+            json.loads(message) if message else {"pid": -1, "error": "the template died"}
+        )
+        pid = int(said["pid"])
         if pid <= 0 or len(fds) != 3:
-            raise RuntimeError("the template process did not fork a block process")
+            raise RuntimeError(f"no block process: {said.get('error')}")
         return pid, fds
+
+
+def fork_confined(order: dict, data_r: int, result_w: int, log_w: int) -> dict[str, object]:
+    """In the template's short-lived child: fork the block's process into new namespaces and
+    wait until it has confined itself; its pid, or -1 and why not (the zygote then exits)."""
+    try:
+        confine.enter_new_namespaces()
+    except confine.ConfineError as exc:
+        return {"pid": -1, "error": str(exc)}
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        child(order["uid"], order["scratch"], data_r, result_w, log_w, ready_w, order["limits"])
+    os.close(ready_w)
+    word = read_text_fd(ready_r)
+    if word != "ok":
+        return {"pid": -1, "error": word or "the block process died while confining itself"}
+    return {"pid": pid}
 
 
 def read_text_fd(fd: int) -> str:
