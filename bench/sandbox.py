@@ -8,14 +8,14 @@
 1. Isolation overhead per block: the same analyze() on the same block (a) in this process with
    plain pandas — the baseline, no isolation — (b) in one hardened container per block and
    (c) in the zygote form (fresh process and uid per block in a warm slot container), each
-   under every runtime asked for (--runtimes: runc, and gVisor's runsc where registered; the
-   zygote under runsc is measured though a node refuses it, to show what it would cost);
+   under every runtime asked for (--runtimes: runc, and gVisor's runsc where registered; a
+   pair a node refuses, the zygote under Debian 12's runsc, is named with the reason);
    medians, ratios and differences.
 2. End to end: the example analysis over the 10M-row bench dataset (``unseen data generate
    --size bench``) partitioned into --blocks keyed-hash blocks, run through the production
    pipeline (sandbox, strict parse, clip, aggregate, noise) with --slots at a time, in both
-   forms and runtimes (container per block on --container-limit blocks, the zygote under
-   runsc on --limit or --container-limit blocks, projected); wall time, blocks/s, and
+   forms and runtimes (container per block on --container-limit blocks, projected); wall
+   time, blocks/s, and
    the peak memory of this worker process (blocks are streamed).
 3. The fixed public schedule's cost: the same job's wall time when it holds its worker for its
    schedule (T at the node minimum, at 3x the 99th-percentile block measured in 2, at the
@@ -53,11 +53,15 @@ from runner.pipeline import (
 )
 from runner.sample import write_code
 from runner.schedule import ScheduleRules, aggregate_schedule
-from sandbox.container import NODE_LABEL, SandboxLimits
+from sandbox.container import SandboxLimits
 from sandbox.docker_sandbox import DockerSandbox
 from sandbox.image import build_runner_image
-from sandbox.runtime import RUNSC, registered_runtimes
-from sandbox.zygote import ZygotePool
+from sandbox.runtime import (
+    ISOLATION_FORMS,
+    RuntimeUnavailableError,
+    choose_isolation,
+    registered_runtimes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
@@ -177,8 +181,16 @@ def main() -> None:
     missing = sorted(set(args.runtimes.split(",")) - set(runtimes))
     if missing:
         print(f"left out (not registered with the engine; `make runsc`): {', '.join(missing)}")
-    forms = {f"{runtime}/{form}": isolation_form(image, form, runtime)
-             for runtime in runtimes for form in ("zygote", "container")}  # fmt: skip
+    forms = {}
+    for runtime in runtimes:
+        for form in ISOLATION_FORMS:
+            try:
+                choose_isolation(form, runtime)
+            except RuntimeUnavailableError as refused:
+                print(f"{runtime}/{form}: not measured, a node refuses it: {refused}")
+                continue
+            sandbox = DockerSandbox("bench", SandboxLimits(), image, form, runtime)
+            forms[f"{runtime}/{form}"] = sandbox
     with tempfile.TemporaryDirectory() as scratch:
         Path(scratch).chmod(0o755)
         code = write_code(Path(scratch), "bench", EXAMPLE.read_text())
@@ -215,14 +227,6 @@ def main() -> None:
     print(f"   peak memory of this worker process  {peak_mb:9.0f} MB (blocks streamed)")
     if "runc/zygote" in totals:
         schedule_cost(layout.blocks, args.slots, totals["runc/zygote"], p99["runc/zygote"])
-
-
-def isolation_form(image: str, form: str, runtime: str) -> BlockRunner:
-    """A node's sandbox in that form and runtime; the zygote under runsc, which a node
-    refuses (sandbox.runtime.ZYGOTE_UNDER_RUNSC), as a bare pool: measured, never offered."""
-    if form == "zygote" and runtime == RUNSC:
-        return ZygotePool(docker.from_env, image, SandboxLimits(), {NODE_LABEL: "bench"}, RUNSC)
-    return DockerSandbox("bench", SandboxLimits(), image, form, runtime)
 
 
 def ratios(seconds: dict[str, float], target: str) -> None:
