@@ -94,6 +94,15 @@ def test_the_zygote_container_has_no_writable_place_a_later_block_could_share(
     assert "mode=0711" in tmpfs["/scratch"]
 
 
+def analysis_file(tmp_path: Path, source: str) -> Path:
+    """The code, readable by a sandbox's unprivileged uid."""
+    tmp_path.chmod(0o755)
+    code = tmp_path / "analysis.py"
+    code.write_text(source)
+    code.chmod(0o644)
+    return code
+
+
 @pytest.mark.docker
 def test_code_under_runsc_talks_to_gvisor_whose_sentry_is_seccomp_confined(
     docker_client: docker.DockerClient, runner_image: str, tmp_path: Path
@@ -102,10 +111,7 @@ def test_code_under_runsc_talks_to_gvisor_whose_sentry_is_seccomp_confined(
     runs); outside, the host process that serves the code's calls is under a seccomp filter:
     the host kernel sees only gVisor's few system calls, never the code's."""
     require_runtime(docker_client, "runsc")
-    tmp_path.chmod(0o755)
-    code = tmp_path / "analysis.py"
-    code.write_text("import time\ndef analyze(df):\n    time.sleep(30)\n")
-    code.chmod(0o644)
+    code = analysis_file(tmp_path, "import time\ndef analyze(df):\n    time.sleep(30)\n")
     config = hardened_config(
         runner_image, code, code, SandboxLimits(), {"unseen.node": "test-runtime"}, "runsc"
     )
@@ -133,10 +139,7 @@ def test_a_zygote_forced_under_runsc_fails_closed_before_any_block(
     mount namespace and shares the mount table anyway, so the block's /proc would reach the
     zygote. The zygote checks, and stops before a block is sent; the reason is in its log."""
     require_runtime(docker_client, "runsc")
-    tmp_path.chmod(0o755)
-    code = tmp_path / "analysis.py"
-    code.write_text("def analyze(df):\n    return {'n': 1.0}\n")
-    code.chmod(0o644)
+    code = analysis_file(tmp_path, "def analyze(df):\n    return {'n': 1.0}\n")
     slot = ZygoteContainer(
         docker_client, runner_image, code, SandboxLimits(), {"unseen.node": "test-runtime"},
         "runsc",

@@ -143,16 +143,23 @@ def analyze(df):
 """
 
 
+def quiet_and_busy(tmp_path: Path, forks: int) -> tuple[Path, Path]:
+    """Two one-row blocks: the busy one's ``fare`` is how many processes the code forks."""
+    paths = []
+    for name, card, fare in (("quiet", 1, 0.0), ("busy", 2, float(forks))):
+        path = tmp_path / f"{name}.parquet"
+        pd.DataFrame({"card_id": [card], "fare": [fare]}).to_parquet(path)
+        path.chmod(0o644)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
 def test_a_blocks_pid_does_not_depend_on_how_many_processes_an_earlier_block_made(
     slot_for, tmp_path: Path
 ) -> None:
     """Pids are handed out in sequence in a pid namespace: in a shared one a block's pid
     would count the processes earlier blocks made. Each block is pid 1 of its own."""
-    quiet, busy = tmp_path / "quiet.parquet", tmp_path / "busy.parquet"
-    pd.DataFrame({"card_id": [1], "fare": [0.0]}).to_parquet(quiet)
-    pd.DataFrame({"card_id": [2], "fare": [30.0]}).to_parquet(busy)
-    for path in (quiet, busy):
-        path.chmod(0o644)
+    quiet, busy = quiet_and_busy(tmp_path, forks=30)
     container = slot_for(PID_COUNTER)
     pids = [values(container.run(p), ["pid"])["pid"] for p in (quiet, busy, busy, quiet)]
     assert pids == [1.0, 1.0, 1.0, 1.0], pids
@@ -180,11 +187,7 @@ def test_a_block_sees_only_its_own_processes_in_proc(slot_for, tmp_path: Path) -
     """Its /proc is its own namespace's: pid 1 is the block itself (the zygote's CPU time,
     faults and memory, which move with earlier blocks, are out of sight), and /proc/self is
     the same in every block."""
-    quiet, busy = tmp_path / "quiet.parquet", tmp_path / "busy.parquet"
-    pd.DataFrame({"card_id": [1], "fare": [0.0]}).to_parquet(quiet)
-    pd.DataFrame({"card_id": [2], "fare": [25.0]}).to_parquet(busy)
-    for path in (quiet, busy):
-        path.chmod(0o644)
+    quiet, busy = quiet_and_busy(tmp_path, forks=25)
     container = slot_for(PROC_VIEW)
     names = ["processes", "first", "own_stat", "self"]
     seen = [values(container.run(p), names) for p in (quiet, busy, quiet)]
