@@ -141,10 +141,14 @@ def mount_private_proc() -> None:
         code = ctypes.get_errno()
         if code != errno.EINVAL or shared_mounts():
             raise ConfineError(f"make mounts private: {os.strerror(code)} (errno {code})")
-    _check(
-        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
-        "mount /proc",
-    )
+    if libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0:
+        code = ctypes.get_errno()
+        raise ConfineError(
+            f"mount /proc: {os.strerror(code)} (errno {code}); a host policy (AppArmor's "
+            "docker-default, SELinux) may forbid mounts in containers: give the zygote "
+            "container a profile that allows mounting proc and tmpfs, or set "
+            "UNSEEN_ISOLATION=container"
+        )
     for path in MASKED:
         if os.path.exists(path):
             _hide(libc, path)
