@@ -9,6 +9,9 @@ from typing import Annotated
 
 import typer
 
+#: What this group needs beyond the client (the server extra); `unseen` checks it at start.
+REQUIRES = ("fastapi", "uvicorn", "sqlalchemy", "pandas", "docker")
+
 app = typer.Typer(help="Run the unseen server on this machine.", no_args_is_help=True)
 
 

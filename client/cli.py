@@ -4,6 +4,8 @@ client-only install has none of them and imports no server code."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from importlib.metadata import entry_points
 
 import typer
@@ -49,13 +51,44 @@ app.add_typer(populations_app, name="populations")
 app.add_typer(audit_app, name="audit")
 
 
+def _missing_module(module: str) -> str | None:
+    """The first module a plugin declares it needs (its ``REQUIRES``) that is not installed;
+    found without importing it, so a start stays quick."""
+    required: tuple[str, ...] = getattr(sys.modules.get(module), "REQUIRES", ())
+    return next((name for name in required if importlib.util.find_spec(name) is None), None)
+
+
+def _mount_stand_in(group: str, missing: str) -> None:
+    """Stands in for a server-side group this install lacks: any use of it says what to
+    install, in one line, instead of a traceback or "No such command"."""
+
+    def refuse() -> None:
+        typer.echo(
+            f"error: `unseen {group}` needs the server's packages ({missing} is not installed "
+            "here); install them with: pip install 'unseen[server]'",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    app.command(
+        group,
+        # rich renders help as markup: "\\[" keeps the brackets of the extra's name
+        help="(needs the server's packages: pip install 'unseen\\[server]')",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )(refuse)
+
+
 def _mount_plugins() -> None:
     for entry in entry_points(group="unseen.commands"):
         try:
             sub_app = entry.load()
-        except ImportError as exc:  # the server extra is not installed here
-            hidden = typer.Typer(help=f"(unavailable: {exc.name} is not installed)")
-            app.add_typer(hidden, name=entry.name, hidden=True)
+        except ImportError as exc:  # a plugin module that imports its packages at the top
+            _mount_stand_in(entry.name, exc.name or "a package")
+            continue
+        missing = _missing_module(entry.module)
+        if missing is not None:
+            _mount_stand_in(entry.name, missing)
             continue
         app.add_typer(sub_app, name=entry.name)
 

@@ -7,13 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from sandbox.image import (
-    ImageBuildError,
-    ImageMissingError,
-    build_runner_image,
-    build_server_image,
-    ensure_runner_image,
-)
+#: What this group needs beyond the client (the server extra); `unseen` checks it at start.
+REQUIRES = ("docker",)
 
 app = typer.Typer(help="Build and inspect the sandbox runner image.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -29,6 +24,9 @@ def build(
 
     Example: unseen images build --server
     """
+    # The Docker SDK is imported by the command that needs it, not by every `unseen` start.
+    from sandbox.image import ImageBuildError, build_runner_image, build_server_image
+
     with console.status("building the runner image") as status:
 
         def show(line: str) -> None:
@@ -50,6 +48,8 @@ def status() -> None:
 
     Example: unseen images status
     """
+    from sandbox.image import ImageMissingError, ensure_runner_image
+
     try:
         typer.echo(ensure_runner_image())
     except ImageMissingError as exc:

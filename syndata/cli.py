@@ -17,7 +17,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from syndata.soda import DATASETS, SIZES, write_all
+#: The generator's size and dataset names, written out so `unseen --help` need not import
+#: pandas and numpy (tests/test_cli_startup.py checks they match syndata.soda's).
+SIZE_NAMES = ("test", "demo", "bench")
+DATASET_NAMES = ("transport_cards", "taxi_gps", "bus_events")
+
+#: What this group needs beyond the client (the server extra); `unseen` checks it at start.
+REQUIRES = ("numpy", "pandas", "pyarrow")
 
 app = typer.Typer(
     help="Synthetic SODA-like data for demos, tests and benchmarks.", no_args_is_help=True
@@ -41,21 +47,23 @@ def _check(value: str, valid: list[str], option: str) -> None:
 def generate(
     out: Annotated[Path, typer.Option(help="Directory to write the Parquet files into.")],
     size: Annotated[
-        str, typer.Option(help=f"One of {', '.join(SIZES)}: ~20k, ~200k or 10M card rows.")
+        str, typer.Option(help=f"One of {', '.join(SIZE_NAMES)}: ~20k, ~200k or 10M card rows.")
     ] = "demo",
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 1,
     only: Annotated[
         list[str] | None,
-        typer.Option(help=f"Only this dataset (repeatable): {', '.join(DATASETS)}."),
+        typer.Option(help=f"Only this dataset (repeatable): {', '.join(DATASET_NAMES)}."),
     ] = None,
 ) -> None:
     """Write transport_cards, taxi_gps and bus_events as Parquet, then manifest.json.
 
     Example: unseen data generate --size demo --seed 1 --out var/data
     """
-    _check(size, list(SIZES), "--size")
+    _check(size, list(SIZE_NAMES), "--size")
     for name in only or []:
-        _check(name, list(DATASETS), "--only")
+        _check(name, list(DATASET_NAMES), "--only")
+    from syndata.soda import write_all  # pandas and numpy: only when generating
+
     started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
