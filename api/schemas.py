@@ -235,12 +235,27 @@ class NewJob(Strict):
     )
 
 
+#: The plan language, for the OpenAPI schema (README, "The plan as JSON", has an example).
+PLAN_FORMAT = (
+    "A query plan: {filter?, group_by, aggregates, max_rows_per_unit?, max_groups_per_unit?}. "
+    "filter: an expression true for the rows to keep. group_by: column names or "
+    "{name, expr} (derived keys: hour, weekday, bucket); keys whose values the dataset does not "
+    "list are chosen by DP partition selection and need delta. aggregates: {name, op} with op "
+    "count | sum | mean | variance | quantile; all but count take a numeric column and bounds "
+    "lo < hi (else the dataset's); quantile takes q in (0, 1) and bins (2-1000, default 100), "
+    "its quantiles of one column sharing one noisy histogram. max_rows_per_unit (R) and "
+    "max_groups_per_unit (G): a unit's rows per cell and cells, default and maximum the "
+    "dataset's; the error grows with G*R. Expressions: {col}, {lit}, {op, args} with op one of "
+    "== != < <= > >= + - * / and or not hour weekday between isin (values) bucket (edges)."
+)
+
+
 class EstimateIn(Strict):
     """An aggregate-mode job (outputs) or a query-mode plan: priced before anything runs."""
 
     dataset: str
     outputs: list[OutputIn] = Field(default_factory=list)
-    plan: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = Field(None, description=f"Query mode. {PLAN_FORMAT}")
     epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB, allow_inf_nan=False)
     delta: float = Field(0.0, ge=0, le=1e-4, allow_inf_nan=False)
     combine: Literal["mean", "sum"] = "mean"
@@ -253,10 +268,7 @@ class EstimateIn(Strict):
 
 class NewQuery(Strict):
     dataset: str
-    plan: dict[str, Any] = Field(
-        description="filter, group_by (public key domains only), aggregates "
-        "[{name, op: count|sum|mean, column, lo, hi}], max_rows_per_unit, max_groups_per_unit."
-    )
+    plan: dict[str, Any] = Field(description=PLAN_FORMAT)
     epsilon: float = Field(ge=MIN_EPSILON_PER_JOB, le=MAX_EPSILON_PER_JOB, allow_inf_nan=False)
     delta: float = Field(
         0.0, ge=0, le=1e-4, allow_inf_nan=False,
@@ -273,6 +285,15 @@ class NoiseOut(BaseModel):
     describes: str = Field("", description="What the noisy quantity is, and its unit.")
     grid_step: float | None = Field(
         None, description="Aggregate mode: every released value is a whole multiple of this."
+    )
+    max_rows_per_unit: int | None = Field(
+        None,
+        description="Query mode: R, a unit's rows counted in one cell (the plan's, else "
+        "the dataset's default). Public: from the plan and the dataset's policy only.",
+    )
+    max_groups_per_unit: int | None = Field(
+        None,
+        description="Query mode: G, the cells a unit counts in; the noise grows with G*R.",
     )
 
 

@@ -51,7 +51,7 @@ WORK = ROOT / "var" / "bench" / "api"
 LOG = WORK / "server.log"
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
 TARGET_RPS, TARGET_P99_MS = 1000.0, 50.0
-PLAN = Query().group_by("line").count("trips").bound(rows_per_unit=3, groups_per_unit=2).to_json()
+PLAN = Query().group_by("line").count("trips").bound(rows_per_unit=3, groups_per_unit=2).to_dict()
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@
         .count("trips")
         .mean("mean_fare", "fare", lo=0, hi=15)
         .bound(rows_per_unit=4, groups_per_unit=2)
-        .to_json()
     )
+    client.query("transport_cards", plan.to_dict(), epsilon=1.0)   # the API's dict
+    Path("plan.json").write_text(plan.to_json())                     # for `unseen query`
 
 Nothing here evaluates anything: it only writes the JSON the server validates and runs.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 Literal = int | float | str | bool
@@ -166,8 +168,13 @@ class Query:
             self._bounds["max_groups_per_unit"] = groups_per_unit
         return self
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as the API takes it (``UnseenClient.query(dataset, plan.to_dict(), ...)``)."""
         plan: dict[str, Any] = {"group_by": self._group_by, "aggregates": self._aggregates}
         if self._filter is not None:
             plan["filter"] = self._filter.tree
         return {**plan, **self._bounds}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The plan as JSON text: what ``unseen query PLAN.json`` and ``unseen estimate`` read."""
+        return json.dumps(self.to_dict(), indent=indent)

@@ -21,6 +21,29 @@ def noise_table(quantities: list[dict[str, Any]]) -> Table:
     return table
 
 
+def bounds_advice(quantities: list[dict[str, Any]]) -> str | None:
+    """Which contribution bound drives a plan's error, and the flag that lowers it.
+
+    Every noisy quantity of a plan moves by at most G·R per unit (partition selection by G), so
+    the noise scales with both; the larger factor is the one with the most to give back when
+    set to what a unit really contributes (the defaults are the dataset's maxima)."""
+    sized = [q for q in quantities if q.get("max_rows_per_unit") and q.get("max_groups_per_unit")]
+    if not sized:
+        return None  # aggregate mode: the outputs' own bounds set the noise
+    rows, groups = int(sized[0]["max_rows_per_unit"]), int(sized[0]["max_groups_per_unit"])
+    product = f"G·R = {groups} x {rows} = {groups * rows:,}"
+    if rows > groups:
+        lead = f"R = {rows} rows per unit per cell drives it (lower it with --rows-per-unit)"
+    elif groups > rows:
+        lead = f"G = {groups} cells per unit drives it (lower it with --groups-per-unit)"
+    else:
+        lead = "R and G weigh the same (--rows-per-unit, --groups-per-unit)"
+    return (
+        f"error ∝ {product}: {lead}; set each to what one unit really contributes (a "
+        "unit's rows and cells beyond them are dropped)"
+    )
+
+
 def confirm_spend(
     console: Console, quantities: list[dict[str, Any]], what: str, yes: bool, quiet: bool
 ) -> None:

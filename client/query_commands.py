@@ -20,7 +20,7 @@ from client.cli_common import (
     finite,
     read_json_file,
 )
-from client.pricing import noise_table
+from client.pricing import bounds_advice, noise_table
 from client.run_command import read_analysis
 from client.watching import schedule_line, watch_job
 
@@ -39,15 +39,45 @@ Delta = Annotated[
     ),
 ]
 PlanFile = Annotated[
-    Path | None, typer.Argument(help="Plan as JSON (see README, Query mode).", show_default=False)
+    Path | None,
+    typer.Argument(
+        help='Plan as JSON: {"group_by": [...], "aggregates": [{"name", "op", ...}], "filter"?, '
+        '"max_rows_per_unit"?, "max_groups_per_unit"?} (README, "The plan as JSON").',
+        show_default=False,
+    ),
 ]
 CountBy = Annotated[
     list[str] | None,
     typer.Option("--count-by", help="Shortcut: count per value of this column (repeatable)."),
 ]
+RowsPerUnit = Annotated[
+    int | None,
+    typer.Option(
+        "--rows-per-unit",
+        min=1,
+        help="R: a unit's rows counted in one cell (default: the dataset's maximum). The error "
+        "grows with R; overrides the plan file's.",
+        show_default=False,
+    ),
+]
+GroupsPerUnit = Annotated[
+    int | None,
+    typer.Option(
+        "--groups-per-unit",
+        min=1,
+        help="G: the cells a unit counts in (default: the dataset's maximum). The error grows "
+        "with G; overrides the plan file's.",
+        show_default=False,
+    ),
+]
 
 
-def _plan(plan_file: Path | None, count_by: list[str] | None) -> dict[str, Any]:
+def _plan(
+    plan_file: Path | None,
+    count_by: list[str] | None,
+    rows_per_unit: int | None = None,
+    groups_per_unit: int | None = None,
+) -> dict[str, Any]:
     if plan_file is not None and count_by:
         errors.print("give a PLAN.json or --count-by, not both")
         raise typer.Exit(EXIT_USAGE)
@@ -56,11 +86,16 @@ def _plan(plan_file: Path | None, count_by: list[str] | None) -> dict[str, Any]:
         if not isinstance(plan, dict):
             errors.print(f"{plan_file} must hold one JSON object: the plan")
             raise typer.Exit(EXIT_USAGE)
-        return plan
-    if count_by:
-        return {"group_by": list(count_by), "aggregates": [{"name": "count", "op": "count"}]}
-    errors.print("give a PLAN.json or --count-by COLUMN")
-    raise typer.Exit(EXIT_USAGE)
+    elif count_by:
+        plan = {"group_by": list(count_by), "aggregates": [{"name": "count", "op": "count"}]}
+    else:
+        errors.print("give a PLAN.json or --count-by COLUMN")
+        raise typer.Exit(EXIT_USAGE)
+    if rows_per_unit is not None:
+        plan["max_rows_per_unit"] = rows_per_unit
+    if groups_per_unit is not None:
+        plan["max_groups_per_unit"] = groups_per_unit
+    return plan
 
 
 def estimate(
@@ -75,6 +110,8 @@ def estimate(
         ),
     ] = None,
     count_by: CountBy = None,
+    rows_per_unit: RowsPerUnit = None,
+    groups_per_unit: GroupsPerUnit = None,
     output: Annotated[
         list[str] | None,
         typer.Option("--output", "-o", help="FILE.py: name:lo:hi[:default]; default: OUTPUTS"),
@@ -90,23 +127,30 @@ def estimate(
     """Noise scale and 95 % error bound of a job or a plan, before spending anything.
 
     Examples: unseen estimate examples/mean_fare_by_period.py -d transport_cards -e 0.5;
-    unseen estimate --count-by station_id -d transport_cards -e 0.5
+    unseen estimate --count-by station_id --rows-per-unit 4 -d transport_cards -e 0.5
     """
     if file is not None and file.suffix == ".py":
-        if count_by:
-            errors.print("give FILE.py or --count-by, not both")
+        if count_by or rows_per_unit or groups_per_unit:
+            errors.print(
+                "--count-by, --rows-per-unit and --groups-per-unit are for query plans; "
+                "FILE.py declares its outputs' bounds"
+            )
             raise typer.Exit(EXIT_USAGE)
         source, outputs = read_analysis(file, output)
         with connected(url, token) as client:
             quantities = client.estimate(dataset, outputs, epsilon, combine, code=source)
     else:
-        plan = _plan(file, count_by)
+        plan = _plan(file, count_by, rows_per_unit, groups_per_unit)
         with connected(url, token) as client:
             quantities = client.estimate(dataset, plan=plan, epsilon=epsilon, delta=delta)
     if as_json:
         Console().print_json(json.dumps(quantities))
         return
-    Console(highlight=False).print(noise_table(quantities))
+    console = Console(highlight=False)
+    console.print(noise_table(quantities))
+    advice = bounds_advice(quantities)
+    if advice:
+        console.print(advice)
 
 
 def query(
@@ -114,6 +158,8 @@ def query(
     epsilon: Epsilon,
     plan_file: PlanFile = None,
     count_by: CountBy = None,
+    rows_per_unit: RowsPerUnit = None,
+    groups_per_unit: GroupsPerUnit = None,
     delta: Delta = 0.0,
     wait: Annotated[bool, typer.Option(help="Wait until reviewed or released.")] = True,
     url: Url = None,
@@ -122,9 +168,10 @@ def query(
 ) -> None:
     """Submit a query-mode job: the plan runs on the full data, only a DP release comes back.
 
-    Example: unseen query --count-by line -d transport_cards -e 0.5
+    Examples: unseen query --count-by line --rows-per-unit 4 -d transport_cards -e 0.5;
+    unseen query plan.json -d transport_cards -e 0.5 (format: README, "The plan as JSON")
     """
-    plan = _plan(plan_file, count_by)
+    plan = _plan(plan_file, count_by, rows_per_unit, groups_per_unit)
     console = Console(highlight=False)
     with connected(url, token) as client:
         job = client.query(dataset, plan, epsilon, delta)

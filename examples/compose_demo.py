@@ -175,7 +175,7 @@ def register_on_nodes(stack: ComposeStack, token: str, placed: dict[str, dict[st
 def taxi_query() -> dict[str, object]:
     return (
         Query().group_by("occupied").count("fixes").mean("mean_speed", "speed", 0, 120)
-        .bound(rows_per_unit=50, groups_per_unit=2).to_json()
+        .bound(rows_per_unit=50, groups_per_unit=2).to_dict()
     )  # fmt: skip
 
 

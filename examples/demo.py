@@ -161,7 +161,7 @@ def run_query(contestant: UnseenClient, organizer: UnseenClient) -> dict:
         .count("exits")
         .mean("mean_fare", "fare", lo=0, hi=15)
         .bound(rows_per_unit=2, groups_per_unit=1)
-        .to_json()
+        .to_dict()
     )
     job = contestant.query("transport_cards", plan, QUERY_EPSILON)
     console.print(f"submitted query {job['id']} (ε={QUERY_EPSILON}): exits per line, 7-9 am")

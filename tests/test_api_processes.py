@@ -20,7 +20,7 @@ from tests.conftest import ROOT, SodaData, start_deployment
 
 pytestmark = pytest.mark.docker
 EXAMPLE = ROOT / "examples" / "mean_fare_by_period.py"
-PLAN = Query().group_by("line").count("trips").bound(rows_per_unit=2, groups_per_unit=1).to_json()
+PLAN = Query().group_by("line").count("trips").bound(rows_per_unit=2, groups_per_unit=1).to_dict()
 
 
 def children(pid: int) -> list[int]:

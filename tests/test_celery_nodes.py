@@ -39,7 +39,7 @@ from tests.test_e2e_jobs import EXAMPLE, FARE_OUTPUTS, budget_on
 pytestmark = pytest.mark.docker
 PLAN = (
     Query().group_by("line").count("trips").mean("mean_fare", "fare", 0, 20)
-    .bound(rows_per_unit=2, groups_per_unit=2).to_json()
+    .bound(rows_per_unit=2, groups_per_unit=2).to_dict()
 )  # fmt: skip
 BLOCKS = 60  # three chunks of 25, 25 and 10
 MANY_BLOCKS = 400  # sixteen chunks: a job long enough to kill its worker in the middle
@@ -415,7 +415,7 @@ def test_a_dataset_on_another_node_is_partitioned_there_and_jobs_run_there(
     entry = {d["name"]: d for d in deployed.organizer.datasets()}["taxi_remote"]
     column = next(iter(entry["bounds"]))
     lo, hi = entry["bounds"][column]
-    plan = Query().count("fixes").mean("mean_value", column, lo, hi).to_json()
+    plan = Query().count("fixes").mean("mean_value", column, lo, hi).to_dict()
     query = deployed.contestant.query("taxi_remote", plan, 0.5)
     done = deployed.contestant.wait(query["id"], timeout=300)
     assert done["state"] == "awaiting_review", deployed.organizer.job(query["id"])

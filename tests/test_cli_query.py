@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import Deployment
 from tests.test_cli_run import unseen
 from tests.test_e2e_jobs import budget_on
+from tests.test_plan_format import readme_plan
 
 pytestmark = pytest.mark.docker
 
@@ -98,3 +99,76 @@ def test_budget_refusal_exits_3(deployment: Deployment, member: str) -> None:
     done = unseen("query", "--count-by", "line", "-d", "cards_tiny", "-e", "5", "--no-wait",
                   url=deployment.server.url, token=member)  # fmt: skip
     assert done.returncode == 3 and "left" in done.stderr
+
+
+def test_the_readmes_plan_json_prices_as_documented(
+    deployment: Deployment, member: str, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(readme_plan()))
+    priced = unseen("estimate", str(plan), "-d", "transport_cards", "-e", "1", "--json",
+                    url=deployment.server.url, token=member)  # fmt: skip
+    assert priced.returncode == 0, priced.stderr
+    quantities = {q["name"]: q for q in json.loads(priced.stdout)}
+    assert {"count", "sum:fare", "hist:fare"} <= set(quantities)
+    assert {(q["max_rows_per_unit"], q["max_groups_per_unit"]) for q in quantities.values()} == {
+        (3, 2)
+    }
+    assert quantities["count"]["sensitivity"] == 6  # G·R
+
+
+def test_count_by_takes_its_bounds_and_the_estimate_names_the_one_that_drives_the_error(
+    deployment: Deployment, member: str
+) -> None:
+    def estimate(*flags: str) -> dict[str, object]:
+        done = unseen("estimate", "--count-by", "line", *flags, "-d", "transport_cards", "-e",
+                      "1", "--json", url=deployment.server.url, token=member)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (count,) = json.loads(done.stdout)
+        return count
+
+    default = estimate()
+    bounded = estimate("--rows-per-unit", "4", "--groups-per-unit", "1")
+    assert bounded["sensitivity"] == 4
+    assert default["sensitivity"] == default["max_rows_per_unit"] * default["max_groups_per_unit"]
+    assert bounded["noise_scale"] < default["noise_scale"]
+
+    rows_lead = unseen("estimate", "--count-by", "line", "--rows-per-unit", "8",
+                       "--groups-per-unit", "2", "-d", "transport_cards", "-e", "1",
+                       url=deployment.server.url, token=member)  # fmt: skip
+    assert rows_lead.returncode == 0, rows_lead.stderr
+    assert "G·R = 2 x 8 = 16" in rows_lead.stdout
+    assert "R = 8 rows per unit per cell drives it" in rows_lead.stdout
+    assert "--rows-per-unit" in rows_lead.stdout
+    groups_lead = unseen("estimate", "--count-by", "line", "--rows-per-unit", "1",
+                         "--groups-per-unit", "3", "-d", "transport_cards", "-e", "1",
+                         url=deployment.server.url, token=member)  # fmt: skip
+    assert "G = 3 cells per unit drives it" in groups_lead.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "says"),
+    [
+        (["--rows-per-unit", "0"], 2, "--rows-per-unit"),
+        (["--rows-per-unit", "100000"], 3, "max_rows_per_unit must be an integer from 1 to"),
+        (["--groups-per-unit", "-1"], 2, "--groups-per-unit"),
+    ],
+)
+def test_bounds_out_of_range_are_one_line(
+    deployment: Deployment, member: str, flags: list[str], code: int, says: str
+) -> None:
+    done = unseen("estimate", "--count-by", "line", *flags, "-d", "transport_cards", "-e", "1",
+                  url=deployment.server.url, token=member)  # fmt: skip
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_query_runs_with_the_bounds_given_on_the_command_line(
+    deployment: Deployment, member: str
+) -> None:
+    done = unseen("query", "--count-by", "line", "--rows-per-unit", "2", "--groups-per-unit",
+                  "1", "-d", "transport_cards", "-e", "0.2", "--no-wait", "--json",
+                  url=deployment.server.url, token=member)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job = deployment.organizer.job(json.loads(done.stdout)["id"])
+    assert job["plan"]["max_rows_per_unit"] == 2 and job["plan"]["max_groups_per_unit"] == 1

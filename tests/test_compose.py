@@ -72,7 +72,7 @@ def contest(
 def test_jobs_run_on_the_node_holding_the_data(contest: Contest) -> None:
     stack, organizer, contestant = contest.stack, contest.organizer, contest.contestant
     job = contestant.submit("transport_cards", EXAMPLE, FARE_OUTPUTS, 1.0)
-    plan = Query().group_by("occupied").count("fixes").bound(rows_per_unit=20).to_json()
+    plan = Query().group_by("occupied").count("fixes").bound(rows_per_unit=20).to_dict()
     query = contestant.query("taxi_gps", plan, 1.0)
     for submitted in (job, query):
         done = contestant.wait(submitted["id"], timeout=300)
@@ -148,7 +148,7 @@ def test_a_node_offline_at_submission_holds_the_job_until_it_is_back(contest: Co
     stack, contestant = contest.stack, contest.contestant
     stack.compose("stop", "-t", "5", "node-b")
     try:
-        plan = Query().group_by("occupied").count("fixes").bound(rows_per_unit=20).to_json()
+        plan = Query().group_by("occupied").count("fixes").bound(rows_per_unit=20).to_dict()
         job = contestant.query("taxi_gps", plan, 0.5)
         time.sleep(5)
         waiting = contest.organizer.job(job["id"])

@@ -24,7 +24,7 @@ PLAN = (
     .count("trips")
     .mean("mean_fare", "fare", lo=0, hi=15)
     .bound(rows_per_unit=3, groups_per_unit=2)
-    .to_json()
+    .to_dict()
 )
 
 
@@ -98,7 +98,7 @@ def test_median_and_p90_by_line_come_from_one_noisy_histogram(
         .quantile("median_fare", "fare", 0.5, lo=0, hi=15, bins=60)
         .quantile("p90_fare", "fare", 0.9, lo=0, hi=15, bins=60)
         .bound(rows_per_unit=3, groups_per_unit=2)
-        .to_json()
+        .to_dict()
     )
     (noise,) = client.estimate("transport_cards", plan=plan, epsilon=2.0)
     assert noise["name"] == "hist:fare" and noise["epsilon"] == 2.0  # one histogram, all of ε
@@ -205,7 +205,7 @@ def test_concurrent_queries_and_jobs_share_one_budget_and_never_overspend(
 # --- keys without a public set: partition selection and the δ budget --------------------------
 
 OPEN_LINES = (
-    Query().group_by("line").count("trips").bound(rows_per_unit=2, groups_per_unit=1).to_json()
+    Query().group_by("line").count("trips").bound(rows_per_unit=2, groups_per_unit=1).to_dict()
 )
 
 

@@ -65,7 +65,7 @@ def logged_in(browser: Browser, d: Deployment, name: str = "olga") -> Page:
 def awaiting_review(d: Deployment, team: str, user: str, query: bool = False) -> str:
     client = d.new_contestant(team, user)
     if query:
-        plan = Query().group_by("line").count("trips").bound(2, 1).to_json()
+        plan = Query().group_by("line").count("trips").bound(2, 1).to_dict()
         job = client.query("cards_tiny", plan, 0.5)
     else:
         job = client.submit("cards_tiny", QUICK, OUTPUTS, 0.5)

@@ -83,7 +83,8 @@ def estimate(body: EstimateIn, ctx: Context, user: CurrentUser) -> list[NoiseOut
         return [
             NoiseOut(name=q.quantity, epsilon=q.epsilon, sensitivity=q.sensitivity,
                      noise_scale=q.noise_scale, error_bound_95=q.error_bound_95,
-                     describes=q.describes)
+                     describes=q.describes, max_rows_per_unit=plan.max_rows_per_unit,
+                     max_groups_per_unit=plan.max_groups_per_unit)
             for q in plan_query_noise(plan, body.epsilon, body.delta)
         ]  # fmt: skip
     if body.delta:
