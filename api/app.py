@@ -30,6 +30,7 @@ from api.routes import (
     datasets,
     jobs,
     licences,
+    passwords,
     queries,
     review,
     synthesis,
@@ -132,8 +133,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, message=TOO_LARGE)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (accounts, tokens, contests, licences, datasets, jobs, queries, review, budget,
-                   audit, node_routes, synthesis):  # fmt: skip
+    for module in (accounts, tokens, passwords, contests, licences, datasets, jobs, queries,
+                   review, budget, audit, node_routes, synthesis):  # fmt: skip
         app.include_router(module.router)
 
     app.include_router(pages.router)

@@ -33,6 +33,19 @@ class Login(Strict):
 
 class NewPassword(Strict):
     password: str = Field(max_length=1024)
+    current_password: str | None = Field(
+        None, max_length=1024,
+        description="Required when the account has a password: a token alone (perhaps a "
+        "stolen one) must not take the account over for good.",
+    )  # fmt: skip
+
+
+class PasswordReset(BaseModel):
+    """An organizer's reset of a contestant's password: the temporary one, shown once."""
+
+    name: str
+    password: str = Field(description="Shown once; hand it over and have it changed.")
+    tokens_revoked: int = Field(description="The user's live tokens, all revoked by the reset.")
 
 
 class TokenOut(BaseModel):

@@ -42,6 +42,11 @@ class UnseenClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def url(self) -> str:
+        """The server this client talks to, without a trailing slash."""
+        return str(self._http.base_url).rstrip("/")
+
     def with_token(self, token: str) -> UnseenClient:
         return UnseenClient(str(self._http.base_url), token, self._http.timeout.read or 60.0)
 
@@ -84,8 +89,20 @@ class UnseenClient:
         body = {"name": name, "password": password, "label": label}
         return self._request("POST", "/v1/login", json=body)
 
-    def set_password(self, password: str) -> None:
-        self._request("PUT", "/v1/me/password", json={"password": password})
+    def set_password(self, password: str, current: str | None = None) -> None:
+        """Set your password; ``current`` is needed once the account has one."""
+        body = {"password": password}
+        if current is not None:
+            body["current_password"] = current
+        self._request("PUT", "/v1/me/password", json=body)
+
+    def reset_password(self, name: str) -> dict[str, Any]:
+        """Organizers: a contestant's temporary password (shown once); their tokens revoked."""
+        return self._request("PUT", f"/v1/users/{name}/password")
+
+    def teams(self) -> list[dict[str, Any]]:
+        """Organizers: every team's id and name."""
+        return self._request("GET", "/v1/teams")
 
     def tokens(self, of: str | None = None) -> list[dict[str, Any]]:
         """Your tokens (organizers: ``of`` another user's), revoked ones included."""

@@ -13,6 +13,7 @@ import typer
 from client import job_commands
 from client.account_commands import login, logout
 from client.audit_commands import audit_app
+from client.contest_commands import budgets_app, contests_app
 from client.organizer_commands import (
     datasets_app,
     licences_app,
@@ -20,6 +21,7 @@ from client.organizer_commands import (
     review_app,
     teams_app,
 )
+from client.people_commands import organizers_app, password, users_app
 from client.query_commands import estimate, query
 from client.run_command import run
 from client.synthesis_commands import synthesize as _synthesize  # noqa: F401 (registers it)
@@ -33,6 +35,11 @@ app = typer.Typer(
 
 app.command("login")(login)
 app.command("logout")(logout)
+app.command("password")(password)
+app.add_typer(organizers_app, name="organizers")
+app.add_typer(users_app, name="users")
+app.add_typer(contests_app, name="contests")
+app.add_typer(budgets_app, name="budgets")
 app.add_typer(datasets_app, name="datasets")
 app.command("sample")(job_commands.sample)
 app.command("run")(run)

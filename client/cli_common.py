@@ -35,6 +35,7 @@ Token = Annotated[
     typer.Option(envvar="UNSEEN_TOKEN", help="API token (default: from `unseen login`)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Ids only, one per line (scripts).")]
 
 errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line, however long
 
@@ -100,6 +101,14 @@ _ROUTES = (
     ("GET /v1/schedule", "`unseen schedule`"),
     ("GET /v1/datasets", "`unseen datasets`"),
     ("GET /v1/budget", "`unseen budget`"),
+    ("GET /v1/contests", "`unseen contests`"),
+    ("POST /v1/contests", "`unseen contests create`"),
+    ("PUT /v1/me/password", "`unseen password`"),
+    (
+        "this needs an organizer's token",
+        "this needs an organizer: log in as one (`unseen login "
+        "URL --name NAME`) or give an organizer's --token",
+    ),
 )
 #: Request fields the CLI sets from a flag.
 _FLAGS = {"epsilon": "--epsilon", "delta": "--delta", "block_seconds": "--block-seconds",
@@ -117,7 +126,7 @@ def for_the_terminal(message: str) -> str:
 
 #: Command groups: their commands are two words (`unseen licences approve`).
 GROUPS = frozenset({"datasets", "teams", "licences", "review", "populations", "audit", "data",
-                    "images", "server"})  # fmt: skip
+                    "images", "server", "contests", "organizers", "users", "budgets"})  # fmt: skip
 
 
 def typed_command(argv: list[str] | None = None) -> str:
@@ -147,3 +156,9 @@ def read_json_file(path: Path, what: str) -> Any:
     except ValueError as exc:
         errors.print(f"{path} is not valid JSON ({exc}); write the {what} as a JSON object")
         raise typer.Exit(EXIT_USAGE) from exc
+
+
+def print_ids(found: list[dict[str, Any]]) -> None:
+    """Each item's whole id on a line of its own, nothing else: for `$(unseen ... -q)`."""
+    for item in found:
+        sys.stdout.write(f"{item['id']}\n")

@@ -14,7 +14,17 @@ from rich.console import Console
 from rich.table import Table
 
 from client import ids
-from client.cli_common import EXIT_FAILED, AsJson, Token, Url, connected, errors, finite
+from client.cli_common import (
+    EXIT_FAILED,
+    AsJson,
+    Quiet,
+    Token,
+    Url,
+    connected,
+    errors,
+    finite,
+    print_ids,
+)
 from client.pricing import confirm_spend
 from client.run_command import read_analysis
 from client.watching import outcome, schedule_line, watch_job
@@ -112,13 +122,18 @@ def submit(
         console.print_json(json.dumps(job, default=str))
 
 
-def jobs(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+def jobs(
+    url: Url = None, token: Token = None, as_json: AsJson = False, quiet: Quiet = False
+) -> None:
     """Your team's jobs, newest first.
 
     Example: unseen jobs
     """
     with connected(url, token) as client:
         found = client.jobs()
+    if quiet:
+        print_ids(found)
+        return
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return

@@ -15,10 +15,12 @@ from client import ids, job_commands
 from client.cli_common import (
     EXIT_USAGE,
     AsJson,
+    Quiet,
     Token,
     Url,
     connected,
     errors,
+    print_ids,
     read_json_file,
     verbatim,
 )
@@ -116,6 +118,7 @@ def list_licences(
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """A team's licence uploads, newest first.
 
@@ -123,6 +126,9 @@ def list_licences(
     """
     with connected(url, token) as client:
         found = client.licences(team)
+    if quiet:
+        print_ids(found)
+        return
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return
@@ -172,28 +178,37 @@ def reject_licence(
 
 @review_app.callback(invoke_without_command=True)
 def review_list(
-    ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False
+    ctx: typer.Context,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """Jobs awaiting review (same as `unseen review list`).
 
     Example: unseen review
     """
     if ctx.invoked_subcommand is None:
-        _queue(url, token, as_json)
+        _queue(url, token, as_json, quiet)
 
 
 @review_app.command("list")
-def review_list_command(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+def review_list_command(
+    url: Url = None, token: Token = None, as_json: AsJson = False, quiet: Quiet = False
+) -> None:
     """Jobs awaiting review.
 
-    Example: unseen review list
+    Example: unseen review list -q
     """
-    _queue(url, token, as_json)
+    _queue(url, token, as_json, quiet)
 
 
-def _queue(url: str | None, token: str | None, as_json: bool) -> None:
+def _queue(url: str | None, token: str | None, as_json: bool, quiet: bool = False) -> None:
     with connected(url, token) as client:
         found = client.review_queue()
+    if quiet:
+        print_ids(found)
+        return
     if as_json:
         console.print_json(json.dumps(found, default=str))
         return

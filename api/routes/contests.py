@@ -66,7 +66,9 @@ def _round_view(r: Round, now: datetime) -> RoundOut:
 def create_contest(body: NewContest, ctx: Context, actor: Organizer) -> ContestOut:
     with ctx.db.transaction() as session:
         if session.scalar(select(Contest).where(Contest.name == body.name)) is not None:
-            raise ApiError(409, "contest_exists", f"a contest named {body.name!r} exists")
+            raise ApiError(
+                409, "contest_exists", f"a contest named {body.name!r} exists; pick another name"
+            )
         contest = Contest(name=body.name, description=body.description)
         session.add(contest)
         session.flush()

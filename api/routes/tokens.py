@@ -31,7 +31,8 @@ def login(body: Login, ctx: Context) -> UserWithToken:
         raise ApiError(
             401,
             "bad_credentials",
-            "wrong name or password; an organizer can set a new password for you",
+            "wrong name or password; forgot it? ask an organizer to run "
+            f"`unseen users reset-password {body.name}`",
         )
     assert user is not None
     with ctx.db.transaction() as session:
@@ -44,11 +45,19 @@ def login(body: Login, ctx: Context) -> UserWithToken:
 
 @router.put("/me/password", status_code=204)
 def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
-    """Set or change the caller's password (the token proves who they are)."""
+    """Set or change the caller's password: the token proves who they are, and the current
+    password, once there is one, that they are still its owner."""
     try:
         check_strength(body.password, user.name)
     except PasswordError as exc:
         raise ApiError(422, "weak_password", str(exc)) from exc
+    with ctx.db.read() as session:
+        stored = session.get_one(User, user.id).password_hash
+    if stored is not None and not verify_password(body.current_password or "", stored):
+        with ctx.db.transaction() as session:
+            crud.audit(session, user, "password.change_refused")
+        fix = f"ask an organizer to run `unseen users reset-password {user.name}`"
+        raise ApiError(403, "wrong_password", f"the current password is wrong; forgot it? {fix}")
     with ctx.db.transaction() as session:
         session.get_one(User, user.id).password_hash = hash_password(body.password)
         crud.audit(session, user, "password.set")
