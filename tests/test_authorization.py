@@ -65,6 +65,12 @@ class World:
         uploader = self.own if team == "team-own" else self.organizer
         return str(uploader.upload_licence(team, LICENCE_PDF, "licence.pdf")["id"])
 
+    def scratch_member(self) -> str:
+        """A contestant of the scratch team: a password reset revokes all their tokens."""
+        name = self.unique("user")
+        self.organizer.add_member("team-scratch", name)
+        return name
+
     def spare_token(self) -> str:
         UnseenClient(self.url).login(self.own_user, PASSWORD, "spare")
         return str(self.own.tokens()[-1]["id"])
@@ -104,7 +110,9 @@ MATRIX = [
     Row("POST", "/v1/login", (401, 401, 401, 401, 401),
         lambda w, _: {"json": {"name": w.own_user, "password": "wrong password!"}}),
     Row("PUT", "/v1/me/password", (401, 204, 204, 204, 403),
-        lambda w, _: {"json": {"password": PASSWORD}}),
+        lambda w, _: {"json": {"password": PASSWORD, "current_password": PASSWORD}}),
+    Row("PUT", "/v1/users/{name}/password", (401, 403, 403, 200, 403),
+        lambda w, _: {"path": {"name": w.scratch_member()}}),
     Row("GET", "/v1/tokens", (401, 403, 200, 200, 403),
         lambda w, _: {"params": {"of": w.own_user}}),
     Row("DELETE", "/v1/tokens/{token_id}", (401, 404, 204, 204, 403),
