@@ -116,8 +116,9 @@ def test_organizers_add_refusals(d: Deployment, tmp_path: Path) -> None:
 
 
 def test_contests_create_list_and_rounds(d: Deployment) -> None:
-    assert "contest cli-cup created" in ok(unseen(d, "contests", "create", "cli-cup",
-                                                  "--description", "from the terminal"))
+    assert "contest cli-cup created" in ok(
+        unseen(d, "contests", "create", "cli-cup", "--description", "from the terminal")
+    )
     out = ok(unseen(d, "contests", "rounds", "cli-cup", "1", "--opens", "now", "--closes",
                     "2030-12-31"))  # fmt: skip
     assert "(open now)" in out
@@ -279,9 +280,7 @@ def test_the_login_refusal_names_the_reset_command(d: Deployment, home: Path) ->
     ["budgets", "set", "-p", "transport_cards", "-e", "100"],
     ["users", "reset-password", "alice"],
 ])  # fmt: skip
-def test_a_contestant_is_told_to_log_in_as_an_organizer(
-    d: Deployment, command: list[str]
-) -> None:
+def test_a_contestant_is_told_to_log_in_as_an_organizer(d: Deployment, command: list[str]) -> None:
     refused(unseen(d, *command, token=str(d.contestant.token)), 1,
             "this needs an organizer: log in as one (`unseen login URL --name NAME`)")  # fmt: skip
 
