@@ -56,10 +56,11 @@ def _server(url: str | None) -> str:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _show_password(name: str, password: str, url: str) -> None:
+def _show_password(name: str, password: str, url: str, logged_in: bool = False) -> None:
     console.print(f"password of {name} (shown once, now): {password}")
-    console.print(f"{name} logs in with `unseen login {url} --name {name}` and changes it with "
-                  "`unseen password`")  # fmt: skip
+    if not logged_in:
+        console.print(f"{name} logs in with `unseen login {url} --name {name}` and changes "
+                      "it with `unseen password`")  # fmt: skip
 
 
 @organizers_app.command("add")
@@ -102,7 +103,7 @@ def add_organizer(
         return
     console.print(f"organizer {name} created")
     if made_here:
-        _show_password(name, password, server)
+        _show_password(name, password, server, logged_in=login)
     if login:
         console.print(f"logged in to {server} as {name}; token kept in {config.config_path()}")
 
