@@ -300,3 +300,15 @@ def test_quiet_lists_print_whole_ids_one_per_line(d: Deployment) -> None:
     assert job in ok(unseen(d, "review", "-q")).splitlines()
     assert job in ok(unseen(d, "review", "list", "--quiet")).splitlines()
     assert licence in ok(unseen(d, "licences", "list", "team-quiet", "-q")).splitlines()[0]
+
+
+def test_password_and_add_member_ask_on_a_terminal(d: Deployment) -> None:
+    """The prompts: hidden, the new password asked twice; a mismatch is asked again."""
+    asked = ok(unseen(d, "teams", "add-member", "team-alpha", "tim", "--ask-password",
+                      stdin=f"{PASSWORD}\n{PASSWORD}\n"))  # fmt: skip
+    assert "shown once" not in asked
+    tim = UnseenClient(d.server.url).login("tim", PASSWORD)
+    typed = f"{PASSWORD}\n{PASSWORD} 2\nnot the same one\n{PASSWORD} 2\n{PASSWORD} 2\n"
+    out = ok(unseen(d, "password", token=tim["token"], stdin=typed))
+    assert "do not match" in out.lower() and "password changed" in out
+    assert UnseenClient(d.server.url).login("tim", PASSWORD + " 2")["name"] == "tim"
