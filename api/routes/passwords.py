@@ -43,11 +43,12 @@ def reset_password(name: str, ctx: Context, actor: Organizer) -> PasswordReset:
                            "contestants' passwords only; an organizer changes their own "
                            "(PUT /v1/me/password), a node's tokens are revoked")  # fmt: skip
         user.password_hash = hash_password(password)
-        revoked = session.execute(
+        revoked = crud.updated_rows(
+            session,
             update(ApiToken)
             .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
-        ).rowcount  # type: ignore[attr-defined]
+            .values(revoked_at=datetime.now(UTC)),
+        )
         crud.audit(session, actor, "password.reset", user=name, tokens_revoked=revoked)
     forget_tokens()  # committed: no request of this process uses a revoked token from here on
     return PasswordReset(name=name, password=password, tokens_revoked=revoked)
