@@ -147,6 +147,28 @@ def finite(context: typer.Context, param: typer.CallbackParam, value: float | No
     return value
 
 
+def non_negative(
+    context: typer.Context, param: typer.CallbackParam, value: float | None
+) -> float | None:
+    """Option callback for caps: NaN, ±inf and negatives are refused in one line naming the
+    flag (0 is a cap: nothing more may be spent)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        flag = max(param.opts, key=len) if param.opts else str(param.name)
+        errors.print(f"{flag} must be a finite number, 0 or more, not {value}; give one such as 5")
+        raise typer.Exit(EXIT_USAGE)
+    return value
+
+
+def show_cap(console: Console, found: dict[str, Any]) -> None:
+    """One line for a cap just set: a population's contest-wide one or a team's."""
+    if "team" in found:
+        console.print(f"{found['team']} on {found['population']}: cap ε={found['cap']:g}, "
+                      f"ε={found['available']:g} available")  # fmt: skip
+    else:
+        console.print(f"population {found['name']}: cap ε={found['cap']:g} over all teams, "
+                      f"ε={found['remaining']:g} left")  # fmt: skip
+
+
 def read_json_file(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

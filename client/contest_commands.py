@@ -4,7 +4,6 @@ privacy budget caps: a team's on a population, or a population's contest-wide ca
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,7 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from client import job_commands
-from client.cli_common import EXIT_USAGE, AsJson, Token, Url, connected, errors
+from client.cli_common import (
+    EXIT_USAGE,
+    AsJson,
+    Token,
+    Url,
+    connected,
+    errors,
+    non_negative,
+    show_cap,
+)
 
 console = Console(highlight=False)
 contests_app = typer.Typer(help="Contests and their rounds (organizers create them).")
@@ -132,19 +140,14 @@ def budgets(
         job_commands.budget(url, token, as_json)
 
 
-def _cap(value: float, flag: str) -> float:
-    if not math.isfinite(value) or value < 0:
-        errors.print(f"{flag} must be a finite number, 0 or more, not {value}; give one such as 5")
-        raise typer.Exit(EXIT_USAGE)
-    return value
-
-
 @budgets_app.command("set")
 def set_cap(
     population: Annotated[
         str, typer.Option("--population", "-p", help="The population, or any dataset of it.")
     ],
-    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="The ε cap.")],
+    epsilon: Annotated[
+        float, typer.Option("--epsilon", "-e", help="The ε cap.", callback=non_negative)
+    ],
     team: Annotated[
         str | None,
         typer.Option(
@@ -154,7 +157,10 @@ def set_cap(
             "population's contest-wide cap over all teams.",
         ),
     ] = None,
-    delta: Annotated[float | None, typer.Option(help="The δ cap (default: unchanged).")] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="The δ cap (default: unchanged).", callback=non_negative),
+    ] = None,
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -163,15 +169,9 @@ def set_cap(
 
     Example: unseen budgets set --team team-alpha --population transport_cards -e 2
     """
-    _cap(epsilon, "--epsilon")
-    if delta is not None:
-        _cap(delta, "--delta")
     with connected(url, token) as client:
         if team is None:
             found = client.set_population_cap(population, epsilon, delta)
-            console.print(f"population {found['name']}: cap ε={found['cap']:g} over all teams, "
-                          f"ε={found['remaining']:g} left")  # fmt: skip
-            return
-        found = client.set_budget_cap(team, population, epsilon, delta)
-    console.print(f"{found['team']} on {found['population']}: cap ε={found['cap']:g}, "
-                  f"ε={found['available']:g} available")  # fmt: skip
+        else:
+            found = client.set_budget_cap(team, population, epsilon, delta)
+    show_cap(console, found)

@@ -20,8 +20,10 @@ from client.cli_common import (
     Url,
     connected,
     errors,
+    non_negative,
     print_ids,
     read_json_file,
+    show_cap,
     verbatim,
 )
 
@@ -389,11 +391,17 @@ def register(
         ),
     ] = None,
     team_epsilon: Annotated[
-        float | None, typer.Option(help="ε cap per team on a new population (default 10).")
+        float | None,
+        typer.Option(
+            help="ε cap per team on a new population (default 10).", callback=non_negative
+        ),
     ] = None,
     population_epsilon: Annotated[
         float | None,
-        typer.Option(help="Contest-wide ε cap of a new population, all teams (default 100)."),
+        typer.Option(
+            help="Contest-wide ε cap of a new population, all teams (default 100).",
+            callback=non_negative,
+        ),
     ] = None,
     contest: Annotated[str | None, typer.Option(help="Contest it belongs to.")] = None,
     node: Annotated[
@@ -502,8 +510,13 @@ def populations(
 @populations_app.command("set")
 def set_population(
     population: Annotated[str, typer.Argument(help="Population to change.")],
-    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="Contest-wide ε cap.")],
-    delta: Annotated[float | None, typer.Option(help="Contest-wide δ cap.")] = None,
+    epsilon: Annotated[
+        float,
+        typer.Option("--epsilon", "-e", help="Contest-wide ε cap.", callback=non_negative),
+    ],
+    delta: Annotated[
+        float | None, typer.Option(help="Contest-wide δ cap.", callback=non_negative)
+    ] = None,
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -514,16 +527,19 @@ def set_population(
     """
     with connected(url, token) as client:
         found = client.set_population_cap(population, epsilon, delta)
-    console.print(f"population {found['name']}: cap ε={found['cap']:g} over all teams, "
-                  f"ε={found['remaining']:g} left")  # fmt: skip
+    show_cap(console, found)
 
 
 @populations_app.command("team")
 def set_team(
     population: Annotated[str, typer.Argument(help="Population (or a dataset of it).")],
     team: Annotated[str, typer.Argument(help="Team whose cap to set.")],
-    epsilon: Annotated[float, typer.Option("--epsilon", "-e", help="The team's ε cap.")],
-    delta: Annotated[float | None, typer.Option(help="The team's δ cap.")] = None,
+    epsilon: Annotated[
+        float, typer.Option("--epsilon", "-e", help="The team's ε cap.", callback=non_negative)
+    ],
+    delta: Annotated[
+        float | None, typer.Option(help="The team's δ cap.", callback=non_negative)
+    ] = None,
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -534,5 +550,4 @@ def set_team(
     """
     with connected(url, token) as client:
         found = client.set_budget_cap(team, population, epsilon, delta)
-    console.print(f"{found['team']} on {found['population']}: cap ε={found['cap']:g}, "
-                  f"ε={found['available']:g} available")  # fmt: skip
+    show_cap(console, found)

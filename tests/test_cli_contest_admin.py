@@ -201,6 +201,34 @@ def test_budgets_set_refuses_a_non_finite_or_negative_cap(d: Deployment, value: 
                    f"--epsilon={value}"), 2, "--epsilon", "finite number, 0 or more")  # fmt: skip
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["populations", "set", "transport_cards"],
+        ["populations", "team", "transport_cards", "team-alpha"],
+    ],
+    ids=["populations-set", "populations-team"],
+)
+@pytest.mark.parametrize("flag", ["--epsilon", "--delta"])
+def test_the_populations_commands_refuse_a_non_finite_or_negative_cap(
+    d: Deployment, command: list[str], flag: str, value: str
+) -> None:
+    other = ["--delta", "1e-6"] if flag == "--epsilon" else ["--epsilon", "5"]
+    before = d.organizer.audit(action="budget.cap_set")
+    refused(unseen(d, *command, f"{flag}={value}", *other), 2, flag, "finite number, 0 or more")
+    assert d.organizer.audit(action="budget.cap_set") == before  # nothing reached the server
+
+
+@pytest.mark.parametrize("flag", ["--team-epsilon", "--population-epsilon"])
+def test_registering_refuses_a_non_finite_cap_before_reading_the_data(
+    d: Deployment, flag: str, tmp_path: Path
+) -> None:
+    refused(unseen(d, "datasets", "register", "never_made", "--source",
+                   str(tmp_path / "missing.parquet"), f"{flag}=nan"),
+            2, flag, "finite number")  # fmt: skip
+
+
 def test_budget_refusals(d: Deployment) -> None:
     refused(unseen(d, "budgets", "set", "--team", "team-nope", "-p", "cards_tiny", "-e", "1"),
             1, "no team 'team-nope'")  # fmt: skip
