@@ -32,26 +32,35 @@ MAX_HEAT, HEAT_WIDTH = 100, 540
 _NARROW, _WIDE = set("ijl.,:;|!'() It[]f"), set("mwMW@%")
 
 
-def text_width(text: str, size: float) -> float:
-    """A generous estimate of the text's width in px in a sans-serif face: never less than
-    what the browser draws, so a label judged to fit does fit."""
-    em = sum(0.34 if c in _NARROW else 0.95 if c in _WIDE else 0.72 if c.isupper() else 0.62
-             for c in text)  # fmt: skip
+def text_width(text: str, size: float, bold: bool = False) -> float:
+    """A generous estimate of the text's width in px in a sans-serif face (measured against
+    Chromium's): never less than what the browser draws, so a label judged to fit does fit."""
+    em = sum(_em(c) for c in text) * (1.15 if bold else 1.0)
     return em * size
 
 
-def fit(text: str, width: float, size: float) -> str:
+def _em(char: str) -> float:
+    if not char.isascii():
+        return 1.0  # dashes, arrows, accented letters from a fallback face: up to 1 em
+    if char in _NARROW:
+        return 0.34
+    if char in _WIDE:
+        return 0.95
+    return 0.72 if char.isupper() else 0.64 if char.isdigit() else 0.62
+
+
+def fit(text: str, width: float, size: float, bold: bool = False) -> str:
     """The text, or its longest start that fits in ``width`` px followed by an ellipsis."""
-    if text_width(text, size) <= width:
+    if text_width(text, size, bold) <= width:
         return text
-    while text and text_width(text + "…", size) > width:
+    while text and text_width(text + "…", size, bold) > width:
         text = text[:-1]
     return text + "…"
 
 
 def label(x: float, y: float, text: str, width: float, size: float = 12, **attrs: str) -> str:
     """A ``<text>`` cut to ``width`` px; a cut one keeps the whole text as its tooltip."""
-    shown = fit(text, width, size)
+    shown = fit(text, width, size, attrs.get("font_weight") == "bold")
     extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
     tip = f"<title>{escape(text)}</title>" if shown != text else ""
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}"{extra}>{tip}{escape(shown)}</text>'
@@ -100,7 +109,7 @@ def bar_chart(title: str, bars: list[Bar]) -> str:
                 f'x2="{x(bar.value + bar.error):.1f}" y2="{mid}" stroke="#111" stroke-width="1"/>'
             )
         at = x(max(bar.value, 0) + bar.error) + 4
-        parts.append(label(at, top + 14, f"{bar.value:g}", WIDTH - at, 11, fill="#333"))
+        parts.append(label(at, top + 14, f"{bar.value + 0.0:g}", WIDTH - at, 11, fill="#333"))
     parts.append("</svg>")
     return "".join(parts)
 
