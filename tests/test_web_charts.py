@@ -9,8 +9,8 @@ from starlette.datastructures import URL
 
 from api.schemas import ReleasedOut
 from api.web.cells import summarize
-from api.web.charts import MAX_BARS, charts_for, fit, text_width
-from api.web.paging import paginate
+from api.web.charts import MAX_BARS, WIDTH, Bar, bar_chart, charts_for, fit, text_width
+from api.web.paging import page_number, paginate
 
 
 def cell(name: str, value: float, **keys: object) -> ReleasedOut:
@@ -72,3 +72,17 @@ def test_pages_clamp_and_link_a_window_keeping_other_parameters() -> None:
     assert current.label == "7" and current.href is None
     assert links[-1].href == "http://x/ui/results?job=abc&page=8#values"
     assert paginate(rows[:50], 1).links(URL("http://x/"), "") == []
+
+
+def test_a_page_number_typed_by_hand_never_fails() -> None:
+    assert [page_number(raw) for raw in ("3", " 2", "-1", "abc", "", "1e3")] == [3, 2, -1, 1, 1, 1]
+
+
+def test_a_value_label_sits_inside_the_chart_whatever_the_sign_and_noise() -> None:
+    """A negative value with a bound wider than itself once put its label past the edge."""
+    bars = [Bar("a", -5e4, 6e5), Bar("c", 0.375, 6.0)]
+    drawn = bar_chart("t", bars)
+    xs = [float(x) for x in re.findall(r'<text x="([-0-9.]+)" y="[0-9.]+" font-size="11"', drawn)]
+    assert len(xs) == 2
+    assert all(x + text_width(f"{b.value:g}", 11) <= WIDTH for x, b in zip(xs, bars, strict=True))
+    assert fit("12345", 3, 11) == ""

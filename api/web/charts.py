@@ -55,12 +55,15 @@ def fit(text: str, width: float, size: float, bold: bool = False) -> str:
         return text
     while text and text_width(text + "…", size, bold) > width:
         text = text[:-1]
-    return text + "…"
+    return text + "…" if text else ""
 
 
 def label(x: float, y: float, text: str, width: float, size: float = 12, **attrs: str) -> str:
-    """A ``<text>`` cut to ``width`` px; a cut one keeps the whole text as its tooltip."""
+    """A ``<text>`` cut to ``width`` px; a cut one keeps the whole text as its tooltip. No
+    room at all: no text (the mark it labels has its own tooltip)."""
     shown = fit(text, width, size, attrs.get("font_weight") == "bold")
+    if not shown:
+        return ""
     extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
     tip = f"<title>{escape(text)}</title>" if shown != text else ""
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}"{extra}>{tip}{escape(shown)}</text>'
@@ -108,7 +111,7 @@ def bar_chart(title: str, bars: list[Bar]) -> str:
                 f'<line x1="{x(bar.value - bar.error):.1f}" y1="{mid}" '
                 f'x2="{x(bar.value + bar.error):.1f}" y2="{mid}" stroke="#111" stroke-width="1"/>'
             )
-        at = x(max(bar.value, 0) + bar.error) + 4
+        at = x(max(bar.value + bar.error, 0)) + 4  # right of the whisker or the zero line
         parts.append(label(at, top + 14, f"{bar.value + 0.0:g}", WIDTH - at, 11, fill="#333"))
     parts.append("</svg>")
     return "".join(parts)

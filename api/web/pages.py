@@ -27,7 +27,7 @@ from api.routes import audit, budget, contests, jobs, licences, review
 from api.schemas import Admission, Identity, JobOrganizerOut, ReleasedOut, ReviewDecision
 from api.web.cells import summarize
 from api.web.charts import charts_for
-from api.web.paging import paginate
+from api.web.paging import page_number, paginate
 from api.web.session import COOKIE, csrf_ok, csrf_token
 from runner.lifecycle import IN_REVIEW, JobState
 
@@ -149,7 +149,7 @@ def review_page(request: Request) -> Response:
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, job_id: str, page: int = 1) -> Response:
+def job_page(request: Request, job_id: str, page: str = "1") -> Response:
     user = _organizer(request)
     try:
         job = jobs.read_job(job_id, request.app.state.context, user)
@@ -161,7 +161,7 @@ def job_page(request: Request, job_id: str, page: int = 1) -> Response:
     heading, what = VALUES_HEADING.get(job.state, ("Values (noised)", "noised"))
     return _page(request, "job.html", user, job=job, heading=heading,
                  charts=charts_for(cells, what), summary=summarize(cells) if cells else None,
-                 paged=paginate(cells, page), url=request.url,
+                 paged=paginate(cells, page_number(page)), url=request.url,
                  plan=json.dumps(job.plan, indent=2) if job.plan else "")  # fmt: skip
 
 
@@ -275,7 +275,7 @@ def budgets_page(request: Request) -> Response:
 
 
 @router.get("/results")
-def results_page(request: Request, job: str = "", page: int = 1) -> Response:
+def results_page(request: Request, job: str = "", page: str = "1") -> Response:
     """Every released value, paged; one line per released job first. With ``job``, that
     job's summary and chart above its values."""
     user = _organizer(request)
@@ -288,7 +288,7 @@ def results_page(request: Request, job: str = "", page: int = 1) -> Response:
     shown = bool(job and cells)
     return _page(request, "results.html", user, jobs=released, job=job,
                  summary=summarize(cells) if shown else None,
-                 charts=charts_for(cells) if shown else [], paged=paginate(rows, page),
+                 charts=charts_for(cells) if shown else [], paged=paginate(rows, page_number(page)),
                  url=request.url)  # fmt: skip
 
 

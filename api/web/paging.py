@@ -60,3 +60,9 @@ def paginate(items: Sequence[T], page: int, per_page: int = PER_PAGE) -> Paged[T
     page = min(max(1, page), pages)
     start = (page - 1) * per_page
     return Paged(list(items[start : start + per_page]), page, pages, len(items), start + 1)
+
+
+def page_number(raw: str) -> int:
+    """``?page=`` as typed or edited by hand: anything but a number is the first page (a page
+    never answers a typo with a JSON error)."""
+    return int(raw) if raw.strip().lstrip("-").isdigit() else 1
