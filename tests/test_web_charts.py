@@ -8,7 +8,7 @@ import re
 from starlette.datastructures import URL
 
 from api.schemas import ReleasedOut
-from api.web.cells import summarize
+from api.web.cells import as_cells, released_jobs, summarize
 from api.web.charts import MAX_BARS, WIDTH, Bar, bar_chart, charts_for, fit, text_width
 from api.web.paging import page_number, paginate
 
@@ -86,3 +86,18 @@ def test_a_value_label_sits_inside_the_chart_whatever_the_sign_and_noise() -> No
     assert len(xs) == 2
     assert all(x + text_width(f"{b.value:g}", 11) <= WIDTH for x, b in zip(xs, bars, strict=True))
     assert fit("12345", 3, 11) == ""
+
+
+def test_results_rows_group_into_one_line_per_job_and_back_into_cells() -> None:
+    rows = [
+        {"team": "t", "dataset": "d", "job": job, "mode": "query", "output": name,
+         "keys": {"line": line}, "value": 1.0, "noise_scale": 2.0, "error_bound_95": 6.0,
+         "epsilon": 0.5}
+        for job, names in (("j1", ("trips", "fares")), ("j2", ("n",)))
+        for name in names for line in (1, 2)
+    ]  # fmt: skip
+    lines = released_jobs(rows)
+    assert [(j["job"], list(j["outputs"]), j["cells"]) for j in lines] == [
+        ("j1", ["trips", "fares"], 4), ("j2", ["n"], 2)]  # fmt: skip
+    cells = as_cells(rows)
+    assert cells[0] == cell("trips", 1.0, line=1) and summarize(cells).cells == 6

@@ -1,11 +1,13 @@
 """A summary of many noised cells, read before any of them: how many, over which keys, and
 per output the ε, the noise scale and the range and total of the values. A 1,440-cell query
-is judged from this and its chart; the table below is paged."""
+is judged from this and its chart; the table below is paged. The results page reads its rows
+through the same cells."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from api.schemas import ReleasedOut
 
@@ -61,3 +63,22 @@ def summarize(cells: Sequence[ReleasedOut]) -> CellSummary:
             )
         )
     return CellSummary(len(cells), {k: len(v) for k, v in distinct.items()}, outputs)
+
+
+def as_cells(rows: list[dict[str, Any]]) -> list[ReleasedOut]:
+    """Rows of the results table (``GET /v1/results``) as the cells a job released."""
+    fields = ("keys", "value", "noise_scale", "error_bound_95", "epsilon")
+    return [ReleasedOut(name=row["output"], **{k: row[k] for k in fields}) for row in rows]
+
+
+def released_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per released job of the results table: team, dataset, mode, its outputs'
+    names and its number of cells."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = found.setdefault(row["job"], {"job": row["job"], "team": row["team"],
+                                              "dataset": row["dataset"], "mode": row["mode"],
+                                              "outputs": {}, "cells": 0})  # fmt: skip
+        entry["outputs"][row["output"]] = None
+        entry["cells"] += 1
+    return list(found.values())

@@ -24,8 +24,8 @@ from api.errors import ApiError
 from api.models import User
 from api.passwords import verify_password
 from api.routes import audit, budget, contests, jobs, licences, review
-from api.schemas import Admission, Identity, JobOrganizerOut, ReleasedOut, ReviewDecision
-from api.web.cells import summarize
+from api.schemas import Admission, Identity, JobOrganizerOut, ReviewDecision
+from api.web.cells import as_cells, released_jobs, summarize
 from api.web.charts import charts_for
 from api.web.paging import page_number, paginate
 from api.web.session import COOKIE, csrf_ok, csrf_token
@@ -284,27 +284,12 @@ def results_page(request: Request, job: str = "", page: str = "1") -> Response:
     released = released_jobs(rows)
     if job:
         rows = [r for r in rows if r["job"] == job]
-    cells = [ReleasedOut(name=r["output"], **{k: r[k] for k in CELL_FIELDS}) for r in rows]
+    cells = as_cells(rows)
     shown = bool(job and cells)
     return _page(request, "results.html", user, jobs=released, job=job,
                  summary=summarize(cells) if shown else None,
                  charts=charts_for(cells) if shown else [], paged=paginate(rows, page_number(page)),
                  url=request.url)  # fmt: skip
-
-
-CELL_FIELDS = ("keys", "value", "noise_scale", "error_bound_95", "epsilon")
-
-
-def released_jobs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One line per released job: its team, dataset, outputs and number of cells."""
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = found.setdefault(row["job"], {"job": row["job"], "team": row["team"],
-                                              "dataset": row["dataset"], "mode": row["mode"],
-                                              "outputs": {}, "cells": 0})  # fmt: skip
-        entry["outputs"][row["output"]] = None
-        entry["cells"] += 1
-    return list(found.values())
 
 
 @router.get("/audit")
