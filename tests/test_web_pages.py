@@ -34,7 +34,7 @@ MANY = (
     .sum("fares", "fare", lo=0, hi=15)
     .mean("mean_fare", "fare", lo=0, hi=15)
     .bound(rows_per_unit=3, groups_per_unit=2)
-    .to_json()
+    .to_dict()
 )
 #: 63 characters: the API allows 64.
 LONG_OUTPUT = "number_of_gate_events_in_this_block_counted_on_the_full_data_wk"
