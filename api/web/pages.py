@@ -25,7 +25,9 @@ from api.models import User
 from api.passwords import verify_password
 from api.routes import audit, budget, contests, jobs, licences, review
 from api.schemas import Admission, Identity, JobOrganizerOut, ReviewDecision
+from api.web.cells import as_cells, released_jobs, summarize
 from api.web.charts import charts_for
+from api.web.paging import page_number, paginate
 from api.web.session import COOKIE, csrf_ok, csrf_token
 from runner.lifecycle import IN_REVIEW, JobState
 
@@ -147,21 +149,48 @@ def review_page(request: Request) -> Response:
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, job_id: str) -> Response:
+def job_page(request: Request, job_id: str, page: str = "1") -> Response:
     user = _organizer(request)
     try:
         job = jobs.read_job(job_id, request.app.state.context, user)
     except ApiError as exc:
-        return _page(request, "error.html", user, message=exc.message)
-    pending = (job.pending_values if isinstance(job, JobOrganizerOut) else None) or []
-    values = [v.model_dump() for v in pending]
-    return _page(request, "job.html", user, job=job, values=values, charts=charts_for(pending),
+        if exc.status != 404:
+            return _page(request, "error.html", user, message=exc.message)
+        return not_found(request, user, f"No job {job_id!r}.", "/ui/review", "the review queue")
+    cells = (job.pending_values if isinstance(job, JobOrganizerOut) else None) or []
+    heading, what = VALUES_HEADING.get(job.state, ("Values (noised)", "noised"))
+    return _page(request, "job.html", user, job=job, heading=heading,
+                 charts=charts_for(cells, what), summary=summarize(cells) if cells else None,
+                 paged=paginate(cells, page_number(page)), url=request.url,
                  plan=json.dumps(job.plan, indent=2) if job.plan else "")  # fmt: skip
 
 
+def not_found(request: Request, user: User | None, message: str, back: str, name: str) -> Response:
+    """An HTML 404 with a way back, for a page whose object does not exist (or is not
+    this organizer's to see)."""
+    response = _page(request, "not_found.html", user, message=message, back=back, back_name=name)
+    response.status_code = 404
+    return response
+
+
+#: The values' heading and their word in chart titles, by job state: values still under
+#: review are never titled as released.
+VALUES_HEADING = {
+    "awaiting_review": ("Values awaiting review (noised; not released)", "awaiting review"),
+    "partially_reviewed": ("Values awaiting review (noised; not released)", "awaiting review"),
+    "released": ("Released values (noised)", "released"),
+    "rejected": ("Rejected values (noised; never released)", "rejected"),
+}
+CONFIRM_FIRST = "tick the box to confirm first; nothing was done"
+
+
 @router.post("/jobs/{job_id}/release")
-def release_job(request: Request, job_id: str, csrf: Csrf) -> Response:
+def release_job(
+    request: Request, job_id: str, csrf: Csrf, confirm: Annotated[str, Form()] = ""
+) -> Response:
     def act(ctx: Any, user: User) -> str:
+        if confirm != "yes":
+            raise ApiError(400, "unconfirmed", CONFIRM_FIRST)
         job = review.release(job_id, ctx, user)
         if job.state == JobState.RELEASED.value:
             return "released: the team sees the values now"
@@ -174,9 +203,15 @@ def release_job(request: Request, job_id: str, csrf: Csrf) -> Response:
 
 @router.post("/jobs/{job_id}/reject")
 def reject_job(
-    request: Request, job_id: str, csrf: Csrf, reason: Annotated[str, Form()] = ""
+    request: Request,
+    job_id: str,
+    csrf: Csrf,
+    reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
 ) -> Response:
     def act(ctx: Any, user: User) -> str:
+        if confirm != "yes":
+            raise ApiError(400, "unconfirmed", CONFIRM_FIRST)
         review.reject(job_id, ReviewDecision(reason=reason), ctx, user)
         return "rejected: the team sees your reason; the budget stays spent"
 
@@ -240,11 +275,21 @@ def budgets_page(request: Request) -> Response:
 
 
 @router.get("/results")
-def results_page(request: Request) -> Response:
+def results_page(request: Request, job: str = "", page: str = "1") -> Response:
+    """Every released value, paged; one line per released job first. With ``job``, that
+    job's summary and chart above its values."""
     user = _organizer(request)
     response = contests.results(request.app.state.context, user, contest=None, format="json")
     rows = json.loads(bytes(response.body))
-    return _page(request, "results.html", user, rows=rows)
+    released = released_jobs(rows)
+    if job:
+        rows = [r for r in rows if r["job"] == job]
+    cells = as_cells(rows)
+    shown = bool(job and cells)
+    return _page(request, "results.html", user, jobs=released, job=job,
+                 summary=summarize(cells) if shown else None,
+                 charts=charts_for(cells) if shown else [], paged=paginate(rows, page_number(page)),
+                 url=request.url)  # fmt: skip
 
 
 @router.get("/audit")

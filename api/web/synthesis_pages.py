@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api import crud, synthesis
+from api.errors import ApiError
 from api.views import dataset_organizer_view
-from api.web.pages import _organizer, _page
+from api.web.pages import _organizer, _page, not_found
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -25,6 +26,11 @@ def datasets_page(request: Request) -> Response:
 def dataset_page(request: Request, name: str) -> Response:
     user = _organizer(request)
     with request.app.state.context.db.read() as session:
-        dataset = dataset_organizer_view(crud.get_dataset(session, name))
+        try:
+            dataset = dataset_organizer_view(crud.get_dataset(session, name))
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return not_found(request, user, f"No dataset {name!r}.", "/ui/datasets", "datasets")
         found = synthesis.syntheses(session, name)
     return _page(request, "dataset.html", user, dataset=dataset, syntheses=found)
