@@ -139,6 +139,7 @@ def create_app(
 
     app.include_router(pages.router)
     app.include_router(synthesis_pages.router)
+    app.include_router(pages.fallback)  # last: the /ui addresses no page above answers
     app.add_exception_handler(pages.Redirect, pages.redirect_to_login)
 
     @app.get("/healthz", tags=["health"])

@@ -242,6 +242,12 @@ def test_a_missing_job_or_dataset_is_an_html_404_with_a_way_back(
     assert response is not None and response.status == 404
     page.locator("#back").click()
     expect(page.get_by_role("heading", name="Datasets")).to_be_visible()
+    response = page.goto(f"{site.server.url}/ui/no/such/page")
+    assert response is not None and response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    expect(page.get_by_role("alert")).to_contain_text("No page /ui/no/such/page")
+    page.locator("#back").click()
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
 
 
 def post_unconfirmed(page: Page, site: Deployment, job: str, action: str) -> httpx.Response:

@@ -165,6 +165,17 @@ def job_page(request: Request, job_id: str, page: str = "1") -> Response:
                  plan=json.dumps(job.plan, indent=2) if job.plan else "")  # fmt: skip
 
 
+#: Included after every other router (api/app.py): a /ui address no page answers gets an HTML
+#: 404 with a way back, not the API's JSON error.
+fallback = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@fallback.get("/{rest:path}")
+def unknown_page(request: Request, rest: str) -> Response:
+    user = _organizer(request)
+    return not_found(request, user, f"No page /ui/{rest}.", "/ui/review", "the review queue")
+
+
 def not_found(request: Request, user: User | None, message: str, back: str, name: str) -> Response:
     """An HTML 404 with a way back, for a page whose object does not exist (or is not
     this organizer's to see)."""
