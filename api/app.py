@@ -128,7 +128,8 @@ def create_app(
         version="0.1.0",
         summary="Use-but-not-see compute on sensitive open data: only DP outputs come back.",
         lifespan=lifespan,
-        max_body_size=4 * MAX_BODY_BYTES,  # a backstop: BodySizeLimit answers first
+        # No max_body_size: FastAPI's own limit answers in plain text, not the API's shape;
+        # BodySizeLimit is the one limit, on declared and chunked bodies alike.
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, message=TOO_LARGE)
     app.state.settings = settings

@@ -97,8 +97,10 @@ def _ensure_row(session: Session, key: str, now: datetime) -> None:
 def _prune(session: Session, rules: AccountRules, now: datetime) -> None:
     """Counters whose window is over and whose block has ended tell nothing any more."""
     session.execute(
-        delete(LoginFailures).where(
+        delete(LoginFailures)
+        .where(
             LoginFailures.window_start < now - rules.window,
             (LoginFailures.blocked_until.is_(None)) | (LoginFailures.blocked_until < now),
         )
+        .execution_options(synchronize_session=False)
     )
