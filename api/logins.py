@@ -78,6 +78,6 @@ def token_expiry(
                 422,
                 "lifetime_too_long",
                 f"a token may last at most {most} s ({most / 86400:g} days) on this server; "
-                f"ask for less (expires_in ≤ {most})",
+                "ask for less",
             )
     return datetime.now(UTC) + lifetime

@@ -11,7 +11,7 @@ from rich.console import Console
 from client import config
 from client.api import UnseenClient
 from client.cli_common import EXIT_FAILED, Token, Url, connected, errors, one_line_errors
-from client.token_commands import seconds
+from client.token_commands import seconds, when
 
 
 def login(
@@ -47,7 +47,7 @@ def login(
             issued = client.login(name, secret, label="unseen CLI", expires_in=lifetime)
             token, user = issued["token"], issued["name"]
             if issued.get("expires_at"):
-                until = f"; it expires {issued['expires_at']}"
+                until = f"; it expires {when(issued['expires_at'])} UTC"
     path = config.save(url, token, user)
     Console(highlight=False).print(
         f"logged in to {url} as {user}; token kept in {path} (0600){until}"

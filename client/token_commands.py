@@ -32,11 +32,11 @@ def seconds(text: str) -> int:
     return int(found.group(1)) * _UNITS[found.group(2) or "s"]
 
 
-def _when(value: str | None) -> str:
+def when(value: str | None, form: str = "%Y-%m-%d %H:%M") -> str:
     if value is None:
         return "-"
     at = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    return at.strftime("%Y-%m-%d %H:%M")
+    return at.strftime(form)
 
 
 def _state(token: dict[str, Any], now: datetime) -> str:
@@ -45,7 +45,7 @@ def _state(token: dict[str, Any], now: datetime) -> str:
     expires = token.get("expires_at")
     if expires is not None and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= now:
         return "expired"
-    return "this session" if token["current"] else "live"
+    return "current" if token["current"] else "live"
 
 
 @tokens_app.command("list")
@@ -57,7 +57,8 @@ def list_tokens(
         str | None, typer.Option("--of", help="Organizers: another user's tokens.")
     ] = None,
 ) -> None:
-    """Your tokens (times in UTC): which is this session's, when each expires, when last used.
+    """Your tokens (times in UTC): which one is this session's ("current"), when each expires,
+    when it was last used. Secrets are never shown; revoke one by its id.
 
     Example: unseen tokens list
     """
@@ -68,11 +69,16 @@ def list_tokens(
         return
     now = datetime.now(UTC)
     shown = short_ids(t["id"] for t in tokens)
-    table = Table("id", "label", "created", "expires", "last used", "state", box=None)
+    # 80 columns: ids whole, the label shortened if need be.
+    table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("label", no_wrap=True, overflow="ellipsis", max_width=14)
+    for heading in ("created", "expires (UTC)", "last used", "state"):
+        table.add_column(heading, no_wrap=True)
     for t in tokens:
-        table.add_row(shown[t["id"]], t["label"], _when(t["created_at"]), _when(t["expires_at"]),
-                      _when(t["last_used_at"]), _state(t, now))  # fmt: skip
-    Console(highlight=False).print(table, no_wrap=True, overflow="ignore", crop=False)
+        table.add_row(shown[t["id"]], t["label"], when(t["created_at"], "%Y-%m-%d"),
+                      when(t["expires_at"]), when(t["last_used_at"]), _state(t, now))  # fmt: skip
+    Console(highlight=False).print(table)
 
 
 @tokens_app.command("revoke")

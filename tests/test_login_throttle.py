@@ -61,9 +61,7 @@ def attempt(url: str, name: str, password: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize("kind", DATABASES)
-def test_too_many_failures_for_a_name_get_a_429_with_retry_after(
-    tmp_path: Path, kind: str
-) -> None:
+def test_too_many_failures_for_a_name_get_a_429_with_retry_after(tmp_path: Path, kind: str) -> None:
     rules = AccountRules(account_failures=3, address_failures=100, window_seconds=600)
     with database(kind, tmp_path) as url, accounts_server(tmp_path, rules, url) as (server, org):
         member(org, "lena")
