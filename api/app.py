@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from api import job_lifecycle
 from api.body_limit import BodySizeLimit
 from api.context import AppContext
+from api.dataset_files import clean_datasets_dir
 from api.db import Database
 from api.errors import MAX_BODY_BYTES, TOO_LARGE, install_error_handlers
 from api.routes import (
@@ -104,6 +105,7 @@ def create_app(
             reaped = box.reap()
             if reaped:
                 log.warning("removed %d orphaned sandbox container(s)", reaped)
+            clean_datasets_dir(settings.datasets_dir, db)
             store = SqlJobStore(db, settings.jobs_dir)
             worker = EmbeddedWorker(store, transport, queued=store.queued)
             with db.transaction() as session:
