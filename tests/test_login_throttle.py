@@ -138,3 +138,17 @@ def test_the_count_is_shared_by_every_api_process_of_a_server(tmp_path: Path) ->
     finally:
         second.stop()
         first.stop()
+
+
+def test_the_web_pages_login_counts_with_the_apis(tmp_path: Path) -> None:
+    """The organizers' login page is no way around the throttle: one count for both."""
+    rules = AccountRules(account_failures=3, address_failures=100, window_seconds=600)
+    with accounts_server(tmp_path, rules) as (server, _org):
+        form = {"name": "olga", "password": WRONG}
+        for _ in range(2):
+            page = httpx.post(f"{server.url}/ui/login", data=form, follow_redirects=False)
+            assert "wrong%20name%20or%20password" in page.headers["location"]
+        assert attempt(server.url, "olga", WRONG).status_code == 401  # the third failure
+        page = httpx.post(f"{server.url}/ui/login", data=form, follow_redirects=False)
+        assert page.status_code == 303
+        assert "too%20many%20failed%20logins" in page.headers["location"]
