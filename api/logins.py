@@ -71,13 +71,13 @@ def token_expiry(
         return None
     lifetime = rules.token_lifetime
     if asked_seconds is not None:
-        lifetime = timedelta(seconds=asked_seconds)
-        if lifetime > rules.token_max_lifetime:
-            most = int(rules.token_max_lifetime.total_seconds())
+        most = int(rules.token_max_lifetime.total_seconds())
+        if asked_seconds > most:  # compared as numbers: any integer, however large
             raise ApiError(
                 422,
                 "lifetime_too_long",
                 f"a token may last at most {most} s ({most / 86400:g} days) on this server; "
                 "ask for less",
             )
+        lifetime = timedelta(seconds=asked_seconds)
     return datetime.now(UTC) + lifetime

@@ -105,3 +105,13 @@ def test_tokens_from_before_the_migration_get_the_default_lifetime(tmp_path: Pat
     assert rows["t-n1"] is None  # a data node's credential keeps working
     expires = datetime.fromisoformat(str(rows["t-u1"])).replace(tzinfo=UTC)
     assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=5)
+
+
+def test_a_lifetime_past_any_calendar_is_refused_not_a_500(tmp_path: Path) -> None:
+    """Found by schemathesis: 10^21 seconds overflowed the date arithmetic."""
+    with accounts_server(tmp_path, AccountRules()) as (server, org):
+        member(org, "lena")
+        body = {"name": "lena", "password": PASSWORD, "expires_in": 4716527675085727727616}
+        response = httpx.post(f"{server.url}/v1/login", json=body, timeout=30)
+        assert response.status_code == 422
+        assert response.json()["error"] == "lifetime_too_long"
