@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import crud, throttle
 from api.auth import NODE_ROLE
@@ -15,7 +16,6 @@ from api.errors import ApiError
 from api.models import User, iso_z
 from api.passwords import verify_password
 from api.settings import AccountRules
-
 
 
 def authenticate(ctx: AppContext, name: str, password: str, address: str, via: str) -> User:
@@ -31,11 +31,8 @@ def authenticate(ctx: AppContext, name: str, password: str, address: str, via: s
         raise _throttled(name, until, now)
     if not verify_password(password, user.password_hash if user else None):
         with ctx.db.transaction() as session:
-            started = throttle.record_failure(session, keys, rules, now)
             crud.audit(session, None, "login.failed", user=name, via=via)
-            if started is not None:
-                crud.audit(session, None, "login.throttled", user=name, address=address,
-                           until=iso_z(started))  # fmt: skip
+            _count_failure(session, keys, rules, now, address)
         raise ApiError(
             401,
             "bad_credentials",
@@ -46,6 +43,34 @@ def authenticate(ctx: AppContext, name: str, password: str, address: str, via: s
     with ctx.db.transaction() as session:
         throttle.forget_account(session, keys)
     return user
+
+
+def password_matches(ctx: AppContext, name: str, password: str, stored: str, address: str) -> bool:
+    """Whether ``password`` is the account's, checked under the same throttle as logins (a
+    stolen token must not make the current password guessable): 429 while blocked, and a
+    wrong one counts as a failed login."""
+    rules = ctx.settings.accounts
+    keys = throttle.Keys.of(name, address)
+    now = datetime.now(UTC)
+    with ctx.db.read() as session:
+        until = throttle.blocked_until(session, keys, now)
+    if until is not None:
+        raise _throttled(name, until, now)
+    if verify_password(password, stored):
+        return True
+    with ctx.db.transaction() as session:
+        _count_failure(session, keys, rules, now, address)
+    return False
+
+
+def _count_failure(
+    session: Session, keys: throttle.Keys, rules: AccountRules, now: datetime, address: str
+) -> None:
+    """One more failure on both counters; the block it starts, if any, audited once."""
+    started = throttle.record_failure(session, keys, rules, now)
+    if started is not None:
+        crud.audit(session, None, "login.throttled", user=keys.account.removeprefix("user:"),
+                   address=address, until=iso_z(started))  # fmt: skip
 
 
 def _throttled(name: str, until: datetime, now: datetime) -> ApiError:

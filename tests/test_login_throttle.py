@@ -152,3 +152,20 @@ def test_the_web_pages_login_counts_with_the_apis(tmp_path: Path) -> None:
         page = httpx.post(f"{server.url}/ui/login", data=form, follow_redirects=False)
         assert page.status_code == 303
         assert "too%20many%20failed%20logins" in page.headers["location"]
+
+
+def test_guessing_the_current_password_with_a_token_is_throttled_too(tmp_path: Path) -> None:
+    """A stolen token must not make the password guessable: a wrong current password counts
+    as a failed login, and a blocked name gets the 429 there too."""
+    rules = AccountRules(account_failures=3, address_failures=100, window_seconds=600)
+    with accounts_server(tmp_path, rules) as (server, org):
+        team = org.create_team("team-guess")
+        token = org.add_member(team["id"], "gus", password=PASSWORD)["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"password": "a brand new passphrase", "current_password": WRONG}
+        for _ in range(3):
+            answer = httpx.put(f"{server.url}/v1/me/password", json=body, headers=headers)
+            assert answer.status_code == 403, answer.text
+        answer = httpx.put(f"{server.url}/v1/me/password", json=body, headers=headers)
+        assert answer.status_code == 429 and "Retry-After" in answer.headers
+        assert attempt(server.url, "gus", PASSWORD).status_code == 429  # one count for both

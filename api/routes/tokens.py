@@ -14,7 +14,7 @@ from api import crud
 from api.auth import CurrentUser, forget_tokens
 from api.context import Context
 from api.errors import ApiError
-from api.logins import authenticate, token_expiry
+from api.logins import authenticate, password_matches, token_expiry
 from api.models import ApiToken, User
 from api.passwords import PasswordError, check_strength, hash_password
 from api.schemas import Login, NewPassword, RevokedOut, TokenOut, UserWithToken
@@ -42,7 +42,7 @@ def login(body: Login, request: Request, ctx: Context) -> UserWithToken:
 
 
 @router.put("/me/password", status_code=204)
-def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
+def set_password(body: NewPassword, request: Request, ctx: Context, user: CurrentUser) -> None:
     """Set or change the caller's password: the token proves who they are, and the current
     password, once there is one, that they are still its owner."""
     try:
@@ -51,7 +51,9 @@ def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
         raise ApiError(422, "weak_password", str(exc)) from exc
     with ctx.db.read() as session:
         stored = session.get_one(User, user.id).password_hash
-    if stored is not None and not verify_password(body.current_password or "", stored):
+    address = request.client.host if request.client else "unknown"
+    current = body.current_password or ""
+    if stored is not None and not password_matches(ctx, user.name, current, stored, address):
         with ctx.db.transaction() as session:
             crud.audit(session, user, "password.change_refused")
         fix = f"ask an organizer to run `unseen users reset-password {user.name}`"
