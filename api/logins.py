@@ -41,7 +41,7 @@ def authenticate(ctx: AppContext, name: str, password: str, address: str, via: s
         )
     assert user is not None
     with ctx.db.transaction() as session:
-        throttle.forget_account(session, keys)
+        throttle.forget_account(session, name)
     return user
 
 

@@ -31,7 +31,7 @@ class Keys:
 
     @classmethod
     def of(cls, name: str, address: str) -> Keys:
-        return cls(f"user:{name.lower()}", f"addr:{address}")
+        return cls(account_key(name), f"addr:{address}")
 
     def limits(self, rules: AccountRules) -> dict[str, int]:
         return {self.account: rules.account_failures, self.address: rules.address_failures}
@@ -70,9 +70,14 @@ def record_failure(
     return started
 
 
-def forget_account(session: Session, keys: Keys) -> None:
-    """A successful login clears its account's count (the address keeps its own)."""
-    session.execute(delete(LoginFailures).where(LoginFailures.key == keys.account))
+def account_key(name: str) -> str:
+    return f"user:{name.lower()}"
+
+
+def forget_account(session: Session, name: str) -> None:
+    """A successful login, or an organizer's password reset, clears the account's count and
+    ends its block (the address keeps its own)."""
+    session.execute(delete(LoginFailures).where(LoginFailures.key == account_key(name)))
 
 
 def retry_after(until: datetime, now: datetime) -> int:

@@ -169,3 +169,17 @@ def test_guessing_the_current_password_with_a_token_is_throttled_too(tmp_path: P
         answer = httpx.put(f"{server.url}/v1/me/password", json=body, headers=headers)
         assert answer.status_code == 429 and "Retry-After" in answer.headers
         assert attempt(server.url, "gus", PASSWORD).status_code == 429  # one count for both
+
+
+def test_an_organizers_reset_ends_the_names_block(tmp_path: Path) -> None:
+    """The 429 says an organizer can reset the password: the temporary one works at once."""
+    rules = AccountRules(account_failures=3, address_failures=100, window_seconds=600)
+    with accounts_server(tmp_path, rules) as (server, org):
+        member(org, "lena")
+        for _ in range(3):
+            assert attempt(server.url, "lena", WRONG).status_code == 401
+        assert attempt(server.url, "lena", PASSWORD).status_code == 429
+        headers = {"Authorization": f"Bearer {org.token}"}
+        reset = httpx.put(f"{server.url}/v1/users/lena/password", headers=headers, timeout=30)
+        assert reset.status_code == 200, reset.text
+        assert attempt(server.url, "lena", reset.json()["password"]).status_code == 201
