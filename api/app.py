@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from api import job_lifecycle
 from api.body_limit import BodySizeLimit
 from api.context import AppContext
+from api.dataset_files import clean_datasets_dir
 from api.db import Database
 from api.errors import MAX_BODY_BYTES, TOO_LARGE, install_error_handlers
 from api.routes import (
@@ -104,6 +105,7 @@ def create_app(
             reaped = box.reap()
             if reaped:
                 log.warning("removed %d orphaned sandbox container(s)", reaped)
+            clean_datasets_dir(settings.datasets_dir, db)
             store = SqlJobStore(db, settings.jobs_dir)
             worker = EmbeddedWorker(store, transport, queued=store.queued)
             with db.transaction() as session:
@@ -128,7 +130,8 @@ def create_app(
         version="0.1.0",
         summary="Use-but-not-see compute on sensitive open data: only DP outputs come back.",
         lifespan=lifespan,
-        max_body_size=4 * MAX_BODY_BYTES,  # a backstop: BodySizeLimit answers first
+        # No max_body_size: FastAPI's own limit answers in plain text, not the API's shape;
+        # BodySizeLimit is the one limit, on declared and chunked bodies alike.
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, message=TOO_LARGE)
     app.state.settings = settings

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.models import ApiToken, User
+from api.models import ApiToken, User, as_utc
 
 TOKEN_PREFIX = "uns_"
 NODE_ROLE = "node"  # a data node's worker credential; organizer and contestant are the others
@@ -93,14 +93,20 @@ def user_for_token(request: Request, token: str) -> User:
     user = _cached_user(request, digest)
     if user is not None:
         return user
-    user = _look_up(request, digest)
+    user, expires_at = _look_up(request, digest)
     if len(_known) >= TOKEN_CACHE_ENTRIES:
         _known.clear()
-    _known[digest] = _Known(user, request.state.token_id, time.monotonic() + TOKEN_CACHE_SECONDS)
+    keep = TOKEN_CACHE_SECONDS
+    if expires_at is not None:  # never served from the cache past its expiry
+        keep = min(keep, (expires_at - datetime.now(UTC)).total_seconds())
+    _known[digest] = _Known(user, request.state.token_id, time.monotonic() + keep)
     return user
 
 
-def _look_up(request: Request, digest: str) -> User:
+TOKEN_EXPIRED = "token expired; run unseen login URL (this server's address) for a new one"
+
+
+def _look_up(request: Request, digest: str) -> tuple[User, datetime | None]:
     db = request.app.state.context.db
     with db.read() as session:
         found = session.execute(
@@ -114,6 +120,9 @@ def _look_up(request: Request, digest: str) -> User:
         )
     user, api_token = found
     now = datetime.now(UTC)
+    expires_at = as_utc(api_token.expires_at) if api_token.expires_at is not None else None
+    if expires_at is not None and expires_at <= now:
+        raise ApiError(401, "token_expired", TOKEN_EXPIRED)
     last = api_token.last_used_at
     if last is None or now - last.replace(tzinfo=UTC) > LAST_USED_RESOLUTION:
         with db.transaction() as session:
@@ -121,7 +130,7 @@ def _look_up(request: Request, digest: str) -> User:
                 update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now)
             )
     request.state.token_id = api_token.id
-    return user
+    return user, expires_at
 
 
 async def any_principal(request: Request) -> User:

@@ -2,7 +2,7 @@
 
 A declared ``Content-Length`` over the limit gets a JSON 413 at once; a body sent without one
 (chunked) is counted as it is read, and the read fails with the same 413 when it passes the
-limit. FastAPI's own body limit stays set higher, as a backstop.
+limit. It is the only body limit: FastAPI's own (``max_body_size``) would answer in plain text.
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ def create_user(
     team: Team | None,
     actor: User | None,
     password: str | None = None,
+    *,
+    token_expires_at: datetime | None,
 ) -> tuple[User, str]:
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise ApiError(409, "user_exists", f"a user named {name!r} exists; pick another name")
@@ -63,7 +65,7 @@ def create_user(
         user.password_hash = hash_password(password)
     session.add(user)
     session.flush()
-    token = issue_token(session, user, "created with the account")
+    token = issue_token(session, user, "created with the account", token_expires_at)
     audit(session, actor, "user.created", user=name, role=role, team=team.name if team else None)
     return user, token
 
@@ -79,10 +81,27 @@ def revoke_token(session: Session, user: User, token_id: str) -> None:
     forget_tokens()
 
 
-def issue_token(session: Session, user: User, label: str) -> str:
-    """A new bearer token for ``user``: returned once, only its hash is kept."""
+def revoke_other_tokens(session: Session, user: User, keep: str) -> list[str]:
+    """Revoke every live token of ``user`` but ``keep`` (the one in use): each audited."""
+    now = datetime.now(UTC)
+    others = session.scalars(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id, ApiToken.id != keep, ApiToken.revoked_at.is_(None)
+        )
+    ).all()
+    for token in others:
+        token.revoked_at = now
+        audit(session, user, "token.revoked", token=token.id, all_others=True)
+    forget_tokens()
+    return [token.id for token in others]
+
+
+def issue_token(session: Session, user: User, label: str, expires_at: datetime | None) -> str:
+    """A new bearer token for ``user``, valid until ``expires_at`` (None: a data node's, for
+    ever): returned once, only its hash is kept."""
     token = new_token()
-    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), label=label[:64]))
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), label=label[:64],
+                         expires_at=expires_at))  # fmt: skip
     session.flush()
     return token
 

@@ -22,6 +22,9 @@ TOO_LARGE = (
 
 
 class ApiError(Exception):
+    #: Response headers to send with it (e.g. ``Retry-After``): set on the instance.
+    headers: dict[str, str] | None = None
+
     def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
         super().__init__(message)
         self.status = status
@@ -41,7 +44,9 @@ def _body(code: str, message: str, **extra: object) -> dict[str, object]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+        return JSONResponse(
+            _body(exc.code, exc.message, **exc.extra), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

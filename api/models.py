@@ -28,6 +28,11 @@ def as_utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+def iso_z(at: datetime) -> str:
+    """ISO 8601 in UTC ending in ``Z``: how every time the API writes out reads."""
+    return as_utc(at).isoformat().replace("+00:00", "Z")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -110,6 +115,19 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # None: never (a data node's worker credential); every person's token has an expiry.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class LoginFailures(Base):
+    """Failed logins counted per account name or per client address (``api.throttle``): in
+    the database, so every API process of a server counts the same failures."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # "user:NAME" | "addr:IP"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Population(Base):

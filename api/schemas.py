@@ -6,9 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from api.models import as_utc
 from privacy.budget import MAX_EPSILON_PER_JOB, MIN_EPSILON_PER_JOB
+
+#: Every time the API sends or takes: UTC, sent as ISO 8601 ending in ``Z`` whatever the
+#: database gave back (SQLite: naive; PostgreSQL: the session's zone). A time taken without a
+#: zone is read as UTC.
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(as_utc),
+    Field(description="ISO 8601 in UTC, ending in Z", examples=["2026-12-05T07:00:00Z"]),
+]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DatasetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -29,6 +39,12 @@ class Login(Strict):
     name: Name
     password: str = Field(max_length=1024)
     label: str = Field("", max_length=64, description="What this token is for, e.g. a laptop.")
+    expires_in: int | None = Field(
+        None,
+        ge=60,
+        description="The token's lifetime in seconds (default: the server's, e.g. 30 days); "
+        "at most the server's maximum (e.g. 90 days), else 422.",
+    )
 
 
 class NewPassword(Strict):
@@ -52,10 +68,15 @@ class TokenOut(BaseModel):
     id: str
     user: str
     label: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcTime
+    last_used_at: UtcTime | None
+    revoked_at: UtcTime | None
+    expires_at: UtcTime | None = Field(description="None: never (a data node's credential).")
     current: bool = Field(False, description="The token this request came with.")
+
+
+class RevokedOut(BaseModel):
+    revoked: list[str] = Field(description="The ids of the tokens revoked now.")
 
 
 class NewTeam(Strict):
@@ -72,6 +93,7 @@ class UserOut(BaseModel):
 
 class UserWithToken(UserOut):
     token: str = Field(description="Shown once; only its hash is stored.")
+    expires_at: UtcTime | None = Field(None, description="When the token stops working.")
 
 
 class NewNode(Strict):
@@ -134,8 +156,8 @@ class SynthesisOut(BaseModel):
     spec: dict[str, Any]
     report: dict[str, Any] | None
     error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcTime
+    finished_at: UtcTime | None
 
 
 class NewDataset(Strict):
@@ -363,7 +385,7 @@ class ScheduleRulesOut(BaseModel):
 class ScheduleOut(BaseModel):
     block_seconds: float = Field(description="Every block's public time T (0 for a query).")
     seconds: float = Field(description="The job's length from when a worker takes it.")
-    release_at: datetime | None = Field(
+    release_at: UtcTime | None = Field(
         None, description="When the job leaves 'running' for you: its start plus its length."
     )
 
@@ -398,13 +420,13 @@ class JobOut(BaseModel):
     sample_run: SampleRunOut | None = Field(
         None, description="Only for target=sample; full-data runs never return logs."
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class ApprovalOut(BaseModel):
     by: str
-    at: datetime
+    at: UtcTime
 
 
 class ReviewOut(BaseModel):
@@ -503,8 +525,8 @@ class NewContest(Strict):
 
 
 class RoundIn(Strict):
-    opens_at: datetime
-    closes_at: datetime
+    opens_at: UtcTime
+    closes_at: UtcTime
 
 
 class RoundOut(RoundIn):
@@ -554,10 +576,10 @@ class LicenceOut(BaseModel):
     size: int
     sha256: str
     uploaded_by: str
-    uploaded_at: datetime
+    uploaded_at: UtcTime
     status: str
     reason: str
-    decided_at: datetime | None
+    decided_at: UtcTime | None
 
 
 class TeamStatusOut(BaseModel):
@@ -577,7 +599,7 @@ class ResultRow(BaseModel):
     dataset: str
     job: str
     mode: str
-    released_at: datetime
+    released_at: UtcTime
     output: str
     keys: dict[str, Any] | None
     value: float

@@ -5,11 +5,55 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from runner.schedule import ScheduleRules
 from sandbox.container import SandboxLimits
 from sandbox.policy import MAX_CODE_BYTES
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class AccountRules:
+    """Login throttling and token lifetimes: what guessing a password costs, and how long a
+    stolen token stays useful. Organizers set them (``UNSEEN_LOGIN_*``, ``UNSEEN_TOKEN_*``)."""
+
+    account_failures: int = 5  # failed logins per account name per window, then 429
+    address_failures: int = 20  # failed logins per client address per window, then 429
+    window_seconds: float = 900.0
+    token_days: float = 30.0  # a new token's lifetime unless the login asks for another
+    token_max_days: float = 90.0  # the longest a login may ask for
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.window_seconds)
+
+    @property
+    def token_lifetime(self) -> timedelta:
+        return timedelta(days=self.token_days)
+
+    @property
+    def token_max_lifetime(self) -> timedelta:
+        return timedelta(days=self.token_max_days)
+
+
+def account_rules() -> AccountRules:
+    """The rules as the environment sets them; the maximum is never below the default."""
+    rules = AccountRules(
+        account_failures=int(os.environ.get("UNSEEN_LOGIN_ACCOUNT_FAILURES", "5")),
+        address_failures=int(os.environ.get("UNSEEN_LOGIN_ADDRESS_FAILURES", "20")),
+        window_seconds=_seconds("UNSEEN_LOGIN_WINDOW_SECONDS", 900.0),
+        token_days=_seconds("UNSEEN_TOKEN_DAYS", 30.0),
+        token_max_days=_seconds("UNSEEN_TOKEN_MAX_DAYS", 90.0),
+    )
+    if rules.token_max_days < rules.token_days:
+        raise ValueError(
+            f"UNSEEN_TOKEN_MAX_DAYS ({rules.token_max_days}) is below UNSEEN_TOKEN_DAYS "
+            f"({rules.token_days}); raise the maximum or lower the default"
+        )
+    return rules
 
 
 @dataclass(frozen=True)
@@ -30,6 +74,7 @@ class Settings:
     broker_url: str | None = None
     node_wait_seconds: float = 300.0  # a node silent this long fails the job (budget returned)
     node_resend_seconds: float = 60.0  # a chunk unanswered this long is sent again
+    accounts: AccountRules = field(default_factory=AccountRules)
 
     @property
     def datasets_dir(self) -> Path:
@@ -95,4 +140,5 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         broker_url=os.environ.get("UNSEEN_BROKER_URL") or None,
         node_wait_seconds=float(os.environ.get("UNSEEN_NODE_WAIT_SECONDS", "300")),
         node_resend_seconds=float(os.environ.get("UNSEEN_NODE_RESEND_SECONDS", "60")),
+        accounts=account_rules(),
     )

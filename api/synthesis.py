@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from api import crud
 from api.context import AppContext
+from api.dataset_files import directory_name
 from api.errors import ApiError
 from api.models import Dataset, Population, Synthesis, User
 from api.schemas import SynthesisIn, SynthesisOut
@@ -155,7 +156,7 @@ def synthesize(ctx: AppContext, name: str, body: SynthesisIn, actor: User) -> Sy
             raise ApiError(422, "sample_too_large",
                            f"the synthetic sample is over {MAX_SYNTHETIC_BYTES >> 20} MiB; "
                            "ask for fewer rows")  # fmt: skip
-        directory = ctx.settings.datasets_dir / f"{dataset.name}-{dataset.id[:8]}"
+        directory = ctx.settings.datasets_dir / directory_name(dataset.name, dataset.id)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"sample-synthetic-{synthesis.id[:8]}.parquet"
         path.write_bytes(made.parquet)

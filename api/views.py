@@ -25,6 +25,7 @@ from api.schemas import (
     ReviewOut,
     SampleRunOut,
     ScheduleOut,
+    UtcTime,
 )
 from privacy.budget import remaining_units, to_delta, to_epsilon
 from runner.lifecycle import JobState
@@ -85,8 +86,8 @@ class JobFields(TypedDict):
     result: list[ReleasedOut] | None
     sample_run: SampleRunOut | None
     charge: Charge
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 def _dataset_fields(dataset: Dataset) -> DatasetFields:

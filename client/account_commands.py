@@ -11,6 +11,7 @@ from rich.console import Console
 from client import config
 from client.api import UnseenClient
 from client.cli_common import EXIT_FAILED, Token, Url, connected, errors, one_line_errors
+from client.token_commands import seconds, when
 
 
 def login(
@@ -22,12 +23,20 @@ def login(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            help="How long the token lasts, e.g. 7d, 12h (default and maximum: the server's).",
+        ),
+    ] = None,
 ) -> None:
     """Log in and keep the token in your config file (readable by you only).
 
-    Example: unseen login https://unseen.example --name alice
+    Example: unseen login https://unseen.example --name alice --expires-in 7d
     """
-    url = url.rstrip("/")
+    url, until = url.rstrip("/"), ""
+    lifetime = seconds(expires_in) if expires_in is not None else None
     with one_line_errors(url), UnseenClient(url, token) as client:
         if token is not None:
             user = client.me()["name"]
@@ -35,10 +44,14 @@ def login(
             name = name or typer.prompt("name")
             secret = sys.stdin.readline().rstrip("\n") if password_stdin else None
             secret = secret or typer.prompt("password", hide_input=True)
-            issued = client.login(name, secret, label="unseen CLI")
+            issued = client.login(name, secret, label="unseen CLI", expires_in=lifetime)
             token, user = issued["token"], issued["name"]
+            if issued.get("expires_at"):
+                until = f"; it expires {when(issued['expires_at'])} UTC"
     path = config.save(url, token, user)
-    Console(highlight=False).print(f"logged in to {url} as {user}; token kept in {path} (0600)")
+    Console(highlight=False).print(
+        f"logged in to {url} as {user}; token kept in {path} (0600){until}"
+    )
 
 
 def logout(url: Url = None, token: Token = None) -> None:

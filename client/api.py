@@ -84,9 +84,14 @@ class UnseenClient:
             body["password"] = password
         return self._request("POST", "/v1/organizers", json=body)
 
-    def login(self, name: str, password: str, label: str = "") -> dict[str, Any]:
-        """A new token for this name and password (the client's own token is not needed)."""
-        body = {"name": name, "password": password, "label": label}
+    def login(
+        self, name: str, password: str, label: str = "", expires_in: int | None = None
+    ) -> dict[str, Any]:
+        """A new token for this name and password (the client's own token is not needed),
+        valid ``expires_in`` seconds (default: the server's)."""
+        body: dict[str, Any] = {"name": name, "password": password, "label": label}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
         return self._request("POST", "/v1/login", json=body)
 
     def set_password(self, password: str, current: str | None = None) -> None:
@@ -110,6 +115,10 @@ class UnseenClient:
 
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
+
+    def revoke_other_tokens(self) -> list[str]:
+        """Revoke every token of yours but this client's; the ids revoked."""
+        return list(self._request("DELETE", "/v1/tokens")["revoked"])
 
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/v1/me")

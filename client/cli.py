@@ -25,6 +25,7 @@ from client.people_commands import organizers_app, password, users_app
 from client.query_commands import estimate, query
 from client.run_command import run
 from client.synthesis_commands import synthesize as _synthesize  # noqa: F401 (registers it)
+from client.token_commands import tokens_app
 
 app = typer.Typer(
     name="unseen",
@@ -56,6 +57,7 @@ app.add_typer(licences_app, name="licences")
 app.add_typer(review_app, name="review")
 app.add_typer(populations_app, name="populations")
 app.add_typer(audit_app, name="audit")
+app.add_typer(tokens_app, name="tokens")
 
 
 def _missing_module(module: str) -> str | None:

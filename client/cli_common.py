@@ -85,6 +85,9 @@ def one_line_errors(url: str) -> Iterator[None]:
         if exc.code == "unauthenticated" and "missing" in exc.message:
             errors.print(f"not logged in to {url}; run `unseen login {url}` (or give --token)")
             raise typer.Exit(EXIT_FAILED) from exc
+        if exc.code == "token_expired":
+            errors.print(f"token expired; run `unseen login {url}`")
+            raise typer.Exit(EXIT_FAILED) from exc
         errors.print(f"refused: {for_the_terminal(exc.message)}", markup=False)
         raise typer.Exit(EXIT_REFUSED if exc.code in REFUSALS else EXIT_FAILED) from exc
     except httpx.HTTPError as exc:
@@ -126,7 +129,8 @@ def for_the_terminal(message: str) -> str:
 
 #: Command groups: their commands are two words (`unseen licences approve`).
 GROUPS = frozenset({"datasets", "teams", "licences", "review", "populations", "audit", "data",
-                    "images", "server", "contests", "organizers", "users", "budgets"})  # fmt: skip
+                    "images", "server", "contests", "organizers", "users", "budgets",
+                    "tokens"})  # fmt: skip
 
 
 def typed_command(argv: list[str] | None = None) -> str:

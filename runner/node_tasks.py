@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from runner.node_settings import load_node_settings
 from runner.pipeline import AggregateJob, local_block_results
 from runner.query import chunk_partials
 from runner.sample import CODE_FILE, write_code
+from runner.staging import Staged, clean_leftovers
 from runner.synthesize import synthesize_blocks
 from runner.wire import (
     block_result_to_wire,
@@ -153,22 +155,18 @@ def prepare_dataset(
     if not DIRECTORY_NAME.fullmatch(name):
         raise ValueError(f"dataset directory name {name!r} is not a plain name")
     source, sample = _dataset_files(source_path, sample_path)  # again: files may have changed
-    directory = _data_root() / "datasets" / name
-    if directory.exists():
-        raise FileExistsError(f"{directory} exists on the node; register under another name")
     progress = {"done": 0}
 
     def partitioned(done: int, _total: int) -> None:
         progress["done"] = done
         self.update_state(state="PROGRESS", meta=dict(progress))
 
-    try:
-        with _heartbeat(self, progress):
-            layout = partition_dataset(source, directory / "blocks", unit_column, blocks,
-                                       progress=partitioned)  # fmt: skip
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
+    # Whole or not at all (runner.staging): a worker killed half-way leaves nothing behind.
+    with Staged(_data_root() / "datasets", name) as stage, _heartbeat(self, progress):
+        staged = partition_dataset(source, stage.path / "blocks", unit_column, blocks,
+                                   progress=partitioned)  # fmt: skip
+        directory = stage.publish()
+    layout = replace(staged, directory=directory / "blocks")
     return {
         "directory": str(layout.directory), "blocks": layout.blocks, "rows": layout.rows,
         "units": layout.units,
@@ -286,6 +284,13 @@ def _reap_stopped_containers(**_: object) -> None:
     if reaped:
         log.warning("removed %d stopped sandbox container(s) of node %s", reaped, NODE)
     log.warning("node %s: sandboxes run under %s", NODE, sandbox.describe())
+
+
+@worker_ready.connect
+def _clean_interrupted_registrations(**_: object) -> None:
+    """Temporary directories of registrations a killed worker of this node left half-written."""
+    if SETTINGS.data_dir is not None:
+        clean_leftovers(SETTINGS.data_dir / "datasets")
 
 
 @worker_init.connect

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api import crud
 from api.auth import AnyPrincipal, Organizer, bootstrap_allowed
 from api.context import Context
+from api.logins import token_expiry
 from api.models import Team, User
 from api.schemas import NewTeam, NewUser, TeamOut, UserOut, UserWithToken
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-def _with_token(user: User, token: str) -> UserWithToken:
-    return UserWithToken(
-        id=user.id, name=user.name, role=user.role, team_id=user.team_id, token=token
-    )
+def _with_token(user: User, token: str, expires_at: datetime | None) -> UserWithToken:
+    return UserWithToken(id=user.id, name=user.name, role=user.role, team_id=user.team_id,
+                         token=token, expires_at=expires_at)  # fmt: skip
 
 
 @router.post("/organizers", status_code=201, dependencies=[Depends(bootstrap_allowed)])
 def create_organizer(body: NewUser, ctx: Context) -> UserWithToken:
+    expires = token_expiry(ctx.settings.accounts, "organizer")
     with ctx.db.transaction() as session:
-        user, token = crud.create_user(session, body.name, "organizer", None, None, body.password)
-    return _with_token(user, token)
+        user, token = crud.create_user(session, body.name, "organizer", None, None, body.password,
+                                       token_expires_at=expires)  # fmt: skip
+    return _with_token(user, token, expires)
 
 
 @router.get("/me")
@@ -47,9 +51,11 @@ def list_teams(ctx: Context, _actor: Organizer) -> list[TeamOut]:
 
 @router.post("/teams/{team}/members", status_code=201)
 def add_member(team: str, body: NewUser, ctx: Context, actor: Organizer) -> UserWithToken:
+    expires = token_expiry(ctx.settings.accounts, "contestant")
     with ctx.db.transaction() as session:
         found = crud.get_team(session, team)
         user, token = crud.create_user(
-            session, body.name, "contestant", found, actor, body.password
-        )
-    return _with_token(user, token)
+            session, body.name, "contestant", found, actor, body.password,
+            token_expires_at=expires,
+        )  # fmt: skip
+    return _with_token(user, token, expires)

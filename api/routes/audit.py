@@ -3,7 +3,6 @@ its hash chain (``api.audit_log``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -14,13 +13,14 @@ from api import audit_log
 from api.auth import Organizer
 from api.context import Context
 from api.models import AuditEvent
+from api.schemas import UtcTime
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 
 class AuditEventOut(BaseModel):
     seq: int
-    at: datetime
+    at: UtcTime
     actor: str | None
     action: str
     detail: dict[str, Any]

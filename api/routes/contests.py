@@ -18,7 +18,7 @@ from api.auth import CurrentUser, Organizer
 from api.contest import RoundDates, full_data_problems
 from api.context import Context
 from api.errors import ApiError, not_found
-from api.models import Contest, Dataset, Job, Licence, Round, Team, User, as_utc
+from api.models import Contest, Dataset, Job, Licence, Round, Team, User, as_utc, iso_z
 from api.review import approvals_needed
 from api.schemas import (
     Admission,
@@ -109,7 +109,7 @@ def set_round(
             existing.opens_at, existing.closes_at = opens, closes
         session.flush()
         crud.audit(session, actor, "round.set", contest=found.name, round=number,
-                   opens_at=opens.isoformat(), closes_at=closes.isoformat())  # fmt: skip
+                   opens_at=iso_z(opens), closes_at=iso_z(closes))  # fmt: skip
         return _contest_view(session, found)
 
 
@@ -223,6 +223,6 @@ def _csv(rows: list[ResultRow]) -> str:
                      "noise_scale", "error_bound_95", "epsilon"])  # fmt: skip
     for r in rows:
         keys = json.dumps(r.keys, sort_keys=True) if r.keys else ""
-        writer.writerow([r.team, r.dataset, r.job, r.mode, r.released_at.isoformat(), r.output,
+        writer.writerow([r.team, r.dataset, r.job, r.mode, iso_z(r.released_at), r.output,
                          keys, r.value, r.noise_scale, r.error_bound_95, r.epsilon])  # fmt: skip
     return out.getvalue()

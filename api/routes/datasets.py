@@ -7,7 +7,7 @@ import errno
 import hashlib
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from api import crud, synthesis
 from api.auth import CurrentUser, Organizer
-from api.context import Context
+from api.context import AppContext, Context
+from api.dataset_files import directory_name
 from api.errors import ApiError
 from api.models import Dataset
 from api.populations import Caps, place
@@ -31,6 +32,7 @@ from runner.blocks import (
 )
 from runner.node_errors import NodeTaskFailed, NodeUnavailable
 from runner.nodes import Nodes
+from runner.staging import Staged
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 RUNNER_IMAGE_HEADER = "X-Unseen-Runner-Image"
@@ -111,7 +113,7 @@ def _prepare_here(body: NewDataset, blocks: int, directory: Path) -> _Prepared:
 
 
 def _prepare_on_node(
-    body: NewDataset, node: str, blocks: int, directory: Path, nodes: Nodes
+    body: NewDataset, node: str, blocks: int, directory: Path, name: str, nodes: Nodes
 ) -> _Prepared:
     """The node inspects and partitions its own file; only the layout and the public sample
     come back. The full data never reaches this server."""
@@ -132,7 +134,7 @@ def _prepare_on_node(
         _check_sample(seen["columns"], seen["sample_columns"])
         _check_declaration(body, seen["columns"])
         made = nodes.call(
-            node, "unseen.prepare_dataset", directory.name, body.source_path,
+            node, "unseen.prepare_dataset", name, body.source_path,
             body.sample_path or "", body.unit_column, blocks,
         )  # fmt: skip
     except NodeUnavailable as exc:
@@ -159,6 +161,50 @@ def _node_layout(made: object, blocks: int, node: str) -> BlockLayout:
     return BlockLayout(Path(made["directory"]), blocks, made["rows"], made["units"])
 
 
+def _prepare(body: NewDataset, node: str, blocks: int, stage: Staged, ctx: AppContext) -> Dataset:
+    """Partition into ``stage``, publish it whole, and the catalog row to record (not added
+    yet); the API's refusal for what the data or the disk made impossible."""
+    try:
+        if node == ctx.settings.node:
+            prepared = _prepare_here(body, blocks, stage.path)
+        else:
+            prepared = _prepare_on_node(body, node, blocks, stage.path, stage.final.name,
+                                        ctx.nodes)  # fmt: skip
+        if body.sample_path:
+            (stage.path / "sample.parquet").chmod(0o644)
+        directory = stage.publish()
+    except PartitionError as exc:
+        raise ApiError(422, "bad_dataset", str(exc)) from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            raise ApiError(
+                507,
+                "insufficient_storage",
+                f"the data node ran out of disk space under {ctx.settings.data_dir} while "
+                "partitioning; free space there and register again (nothing was kept)",
+            ) from exc
+        raise
+    layout = prepared.layout
+    if node == ctx.settings.node:  # its blocks were renamed with their directory
+        layout = replace(layout, directory=directory / layout.directory.name)
+    return Dataset(
+        name=body.name,
+        description=body.description,
+        unit_column=body.unit_column,
+        columns=prepared.columns,
+        bounds={column: list(pair) for column, pair in body.bounds.items()},
+        key_sets=body.key_sets,
+        blocks=layout.blocks,
+        rows=layout.rows,
+        units=layout.units,
+        directory=str(layout.directory),
+        sample_path=str(directory / "sample.parquet") if body.sample_path else "",
+        sample_rows=prepared.sample_rows,
+        node=node,
+        content_sha256=prepared.sha256,
+    )
+
+
 @router.post("", status_code=201)
 def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganizerOut:
     """Partition the full data into keyed-hash blocks, here or on the data node holding it,
@@ -181,53 +227,16 @@ def register(body: NewDataset, ctx: Context, actor: Organizer) -> DatasetOrganiz
     node = body.node or ctx.settings.node
     blocks = body.blocks or ctx.settings.default_blocks
     dataset_id = uuid.uuid4().hex
-    directory = ctx.settings.datasets_dir / f"{body.name}-{dataset_id[:8]}"
-    try:
-        if node == ctx.settings.node:
-            prepared = _prepare_here(body, blocks, directory)
-        else:
-            prepared = _prepare_on_node(body, node, blocks, directory, ctx.nodes)
-        if body.sample_path:
-            (directory / "sample.parquet").chmod(0o644)
-        dataset = Dataset(
-            id=dataset_id,
-            name=body.name,
-            description=body.description,
-            unit_column=body.unit_column,
-            columns=prepared.columns,
-            bounds={column: list(pair) for column, pair in body.bounds.items()},
-            key_sets=body.key_sets,
-            blocks=prepared.layout.blocks,
-            rows=prepared.layout.rows,
-            units=prepared.layout.units,
-            directory=str(prepared.layout.directory),
-            sample_path=str(directory / "sample.parquet") if body.sample_path else "",
-            sample_rows=prepared.sample_rows,
-            node=node,
-            contest_id=contest.id,
-            content_sha256=prepared.sha256,
-        )
+    # Written under a temporary name and renamed whole once complete; kept only once the
+    # catalog holds it (runner.staging: a registration killed half-way leaves nothing).
+    with Staged(ctx.settings.datasets_dir, directory_name(body.name, dataset_id)) as stage:
+        dataset = _prepare(body, node, blocks, stage, ctx)
+        dataset.id, dataset.contest_id = dataset_id, contest.id
         caps = Caps(body.team_epsilon, body.team_delta, body.population_epsilon,
                     body.population_delta)  # fmt: skip
         with ctx.db.transaction() as session:
             place(session, dataset, contest, body.population, caps)
             crud.add_dataset(session, dataset, actor)
-    except PartitionError as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise ApiError(422, "bad_dataset", str(exc)) from exc
-    except OSError as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        if exc.errno == errno.ENOSPC or "No space left" in str(exc):
-            raise ApiError(
-                507,
-                "insufficient_storage",
-                f"the data node ran out of disk space under {ctx.settings.data_dir} while "
-                "partitioning; free space there and register again (nothing was kept)",
-            ) from exc
-        raise
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
     if body.synthesize is not None:
         try:
             synthesis.synthesize(ctx, body.name, body.synthesize, actor)

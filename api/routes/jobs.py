@@ -61,7 +61,13 @@ def _specs(outputs: list[OutputIn]) -> list[OutputSpec]:
 
 
 def _check_code(code: str, ctx: AppContext) -> None:
-    """422 ``bad_code`` with every violation of the pre-flight policy, each with its line."""
+    """413 ``too_large`` for code over the node's size limit (the API's shape for every size
+    limit); else 422 ``bad_code`` with every violation of the pre-flight policy, each with its
+    line."""
+    size, most = len(code.encode("utf-8")), ctx.settings.max_code_bytes
+    if size > most:
+        raise ApiError(413, "too_large", f"the code is {size} bytes, over the {most} bytes a job "
+                       "may have; trim it")  # fmt: skip
     violations = check_code(code, ctx.settings.max_code_bytes)
     if violations:
         raise ApiError(

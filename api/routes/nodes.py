@@ -24,7 +24,8 @@ router = APIRouter(prefix="/v1", tags=["nodes"])
 def create_node(body: NewNode, ctx: Context, actor: Organizer) -> UserWithToken:
     """A credential for one data node's worker; the token is shown once."""
     with ctx.db.transaction() as session:
-        node, token = crud.create_user(session, body.name, NODE_ROLE, None, actor)
+        node, token = crud.create_user(session, body.name, NODE_ROLE, None, actor,
+                                       token_expires_at=None)  # fmt: skip
     return UserWithToken(id=node.id, name=node.name, role=node.role, team_id=None, token=token)
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from sqlalchemy import select, update
 
-from api import crud
+from api import crud, throttle
 from api.auth import Organizer, forget_tokens
 from api.context import Context
 from api.errors import ApiError, not_found
@@ -49,6 +49,7 @@ def reset_password(name: str, ctx: Context, actor: Organizer) -> PasswordReset:
             .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC)),
         )
+        throttle.forget_account(session, name)  # the temporary password works at once
         crud.audit(session, actor, "password.reset", user=name, tokens_revoked=revoked)
     forget_tokens()  # committed: no request of this process uses a revoked token from here on
     return PasswordReset(name=name, password=password, tokens_revoked=revoked)

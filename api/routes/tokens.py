@@ -1,7 +1,8 @@
 """Logging in, and the tokens it issues: listed, and revoked, by their owner or an organizer.
 
-A token is shown once, when issued; the server keeps only its SHA-256. Login checks a scrypt
-password hash and records failures in the audit log without saying which half was wrong.
+A token is shown once, when issued; the server keeps only its SHA-256, and it expires (the
+server's default lifetime, or what the login asked for up to the maximum). Login is
+``api.logins.authenticate``: throttled, failures audited, never saying which half was wrong.
 """
 
 from __future__ import annotations
@@ -13,38 +14,35 @@ from api import crud
 from api.auth import CurrentUser, forget_tokens
 from api.context import Context
 from api.errors import ApiError
+from api.logins import authenticate, password_matches, token_expiry
 from api.models import ApiToken, User
-from api.passwords import PasswordError, check_strength, hash_password, verify_password
-from api.schemas import Login, NewPassword, TokenOut, UserWithToken
+from api.passwords import PasswordError, check_strength, hash_password
+from api.schemas import Login, NewPassword, RevokedOut, TokenOut, UserWithToken
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-@router.post("/login", status_code=201)
-def login(body: Login, ctx: Context) -> UserWithToken:
-    """A new token for the user with this name and password."""
-    with ctx.db.read() as session:
-        user = session.scalar(select(User).where(User.name == body.name))
-    if not verify_password(body.password, user.password_hash if user else None):
-        with ctx.db.transaction() as session:
-            crud.audit(session, None, "login.failed", user=body.name)
-        raise ApiError(
-            401,
-            "bad_credentials",
-            "wrong name or password; forgot it? ask an organizer to run "
-            f"`unseen users reset-password {body.name}`",
-        )
-    assert user is not None
+@router.post(
+    "/login",
+    status_code=201,
+    responses={429: {"description": "Too many failed logins: wait ``Retry-After`` seconds."}},
+)
+def login(body: Login, request: Request, ctx: Context) -> UserWithToken:
+    """A new token for the user with this name and password, valid for ``expires_in``
+    seconds (default and maximum: the server's)."""
+    address = request.client.host if request.client else "unknown"
+    expires = token_expiry(ctx.settings.accounts, "contestant", body.expires_in)  # bound first
+    user = authenticate(ctx, body.name, body.password, address, via="api")
+    expires = token_expiry(ctx.settings.accounts, user.role, body.expires_in)
     with ctx.db.transaction() as session:
-        token = crud.issue_token(session, user, body.label or "login")
+        token = crud.issue_token(session, user, body.label or "login", expires)
         crud.audit(session, user, "login", label=body.label)
-    return UserWithToken(
-        id=user.id, name=user.name, role=user.role, team_id=user.team_id, token=token
-    )
+    return UserWithToken(id=user.id, name=user.name, role=user.role, team_id=user.team_id,
+                         token=token, expires_at=expires)  # fmt: skip
 
 
 @router.put("/me/password", status_code=204)
-def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
+def set_password(body: NewPassword, request: Request, ctx: Context, user: CurrentUser) -> None:
     """Set or change the caller's password: the token proves who they are, and the current
     password, once there is one, that they are still its owner."""
     try:
@@ -53,7 +51,9 @@ def set_password(body: NewPassword, ctx: Context, user: CurrentUser) -> None:
         raise ApiError(422, "weak_password", str(exc)) from exc
     with ctx.db.read() as session:
         stored = session.get_one(User, user.id).password_hash
-    if stored is not None and not verify_password(body.current_password or "", stored):
+    address = request.client.host if request.client else "unknown"
+    current = body.current_password or ""
+    if stored is not None and not password_matches(ctx, user.name, current, stored, address):
         with ctx.db.transaction() as session:
             crud.audit(session, user, "password.change_refused")
         fix = f"ask an organizer to run `unseen users reset-password {user.name}`"
@@ -78,9 +78,21 @@ def list_tokens(
     current = getattr(request.state, "token_id", None)
     return [
         TokenOut(id=t.id, user=owner.name, label=t.label, created_at=t.created_at,
-                 last_used_at=t.last_used_at, revoked_at=t.revoked_at, current=t.id == current)
+                 last_used_at=t.last_used_at, revoked_at=t.revoked_at, expires_at=t.expires_at,
+                 current=t.id == current)
         for t in tokens
     ]  # fmt: skip
+
+
+@router.delete("/tokens")
+def revoke_other_tokens(request: Request, ctx: Context, user: CurrentUser) -> RevokedOut:
+    """Revoke every token of the caller's but the one this request came with (a lost laptop:
+    log in anew, then this). Each revocation is audited."""
+    current = str(request.state.token_id)
+    with ctx.db.transaction() as session:
+        revoked = crud.revoke_other_tokens(session, user, current)
+    forget_tokens()  # again, now committed
+    return RevokedOut(revoked=revoked)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

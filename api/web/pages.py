@@ -9,6 +9,7 @@ short message; errors come back as the API's one-line message.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -16,13 +17,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from api import crud
 from api.auth import forget_tokens, user_for_token
 from api.errors import ApiError
+from api.logins import authenticate
 from api.models import User
-from api.passwords import verify_password
 from api.routes import audit, budget, contests, jobs, licences, review
 from api.schemas import Admission, Identity, JobOrganizerOut, ReviewDecision
 from api.web.cells import as_cells, released_jobs, summarize
@@ -32,6 +32,8 @@ from api.web.session import COOKIE, csrf_ok, csrf_token
 from runner.lifecycle import IN_REVIEW, JobState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+#: How long an organizer stays logged in to these pages: the cookie and its token.
+WEB_SESSION = timedelta(hours=12)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 Csrf = Annotated[str, Form()]
 
@@ -99,20 +101,21 @@ def login(
     request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()]
 ) -> Response:
     ctx = request.app.state.context
-    with ctx.db.read() as session:
-        user = session.scalar(select(User).where(User.name == name))
-    if not verify_password(password, user.password_hash if user else None):
-        with ctx.db.transaction() as session:
-            crud.audit(session, None, "login.failed", user=name, via="web")
-        return _back("/ui/login", error="wrong name or password")
-    assert user is not None
+    address = request.client.host if request.client else "unknown"
+    try:  # throttled with the API's logins: the same counters
+        user = authenticate(ctx, name, password, address, via="web")
+    except ApiError as exc:
+        return _back("/ui/login", error=exc.message)
     if user.role != "organizer":
         return _back("/ui/login", error="these pages are for organizers; contestants use the CLI")
+    # A web session lasts as long as its cookie, never longer than any token may.
+    expires = datetime.now(UTC) + min(WEB_SESSION, ctx.settings.accounts.token_lifetime)
     with ctx.db.transaction() as session:
-        token = crud.issue_token(session, user, "web session")
+        token = crud.issue_token(session, user, "web session", expires)
         crud.audit(session, user, "login", via="web")
     response = RedirectResponse("/ui/review", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600,
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        max_age=int(WEB_SESSION.total_seconds()),
                         secure=request.url.scheme == "https")  # fmt: skip
     return response
 
