@@ -16,6 +16,7 @@ from api.errors import ApiError
 from api.models import User, iso_z
 from api.passwords import verify_password
 from api.settings import AccountRules
+from api.token_policy import Lifetimes
 
 
 def authenticate(ctx: AppContext, name: str, password: str, address: str, via: str) -> User:
@@ -88,21 +89,21 @@ def _throttled(name: str, until: datetime, now: datetime) -> ApiError:
 
 
 def token_expiry(
-    rules: AccountRules, role: str, asked_seconds: int | None = None
+    lifetimes: Lifetimes, role: str, asked_seconds: int | None = None
 ) -> datetime | None:
     """When a new token of a user with ``role`` stops working: the lifetime asked for (at most
-    the server's maximum), else the default; a data node's credential never expires."""
+    the maximum organizers set), else their default; a data node's credential never expires."""
     if role == NODE_ROLE:
         return None
-    lifetime = rules.token_lifetime
+    lifetime = lifetimes.default
     if asked_seconds is not None:
-        most = int(rules.token_max_lifetime.total_seconds())
+        most = lifetimes.max_seconds
         if asked_seconds > most:  # compared as numbers: any integer, however large
             raise ApiError(
                 422,
                 "lifetime_too_long",
                 f"a token may last at most {most} s ({most / 86400:g} days) on this server; "
-                "ask for less",
+                "ask for less (`unseen tokens policy` shows the limits)",
             )
         lifetime = timedelta(seconds=asked_seconds)
     return datetime.now(UTC) + lifetime

@@ -130,6 +130,18 @@ class LoginFailures(Base):
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+class TokenPolicy(Base):
+    """The token lifetimes organizers set (``PUT /v1/token-policy``): one row, absent until
+    they first set it (the server's settings, ``UNSEEN_TOKEN_*``, hold until then)."""
+
+    __tablename__ = "token_policy"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    default_seconds: Mapped[int] = mapped_column(BigInteger)
+    max_seconds: Mapped[int] = mapped_column(BigInteger)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Population(Base):
     """The people a dataset's privacy unit stands for ("card holders"). Datasets that hold the
     same people share one: every budget is kept per team and population, and the contest-wide

@@ -75,6 +75,34 @@ class TokenOut(BaseModel):
     current: bool = Field(False, description="The token this request came with.")
 
 
+#: The lifetimes organizers may set: from an hour (a session must outlast a job's watch) to a
+#: year and a day.
+MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS = 3600, 366 * 86400
+
+
+class TokenPolicyIn(Strict):
+    default_seconds: int = Field(
+        ge=MIN_TOKEN_SECONDS,
+        le=MAX_TOKEN_SECONDS,
+        description="A new token's lifetime unless its login asks.",
+    )
+    max_seconds: int = Field(
+        ge=MIN_TOKEN_SECONDS, le=MAX_TOKEN_SECONDS,
+        description="The most a login may ask for; live tokens that would outlast it from now "
+        "are shortened to it.",
+    )  # fmt: skip
+
+
+class TokenPolicyOut(BaseModel):
+    default_seconds: int
+    max_seconds: int
+    set_by: str | None = Field(description="The organizer who set them; None: the server's.")
+    set_at: UtcTime | None
+    tokens_shortened: int | None = Field(
+        None, description="On a change: live tokens cut back to the new maximum."
+    )
+
+
 class RevokedOut(BaseModel):
     revoked: list[str] = Field(description="The ids of the tokens revoked now.")
 

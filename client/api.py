@@ -120,6 +120,15 @@ class UnseenClient:
         """Revoke every token of yours but this client's; the ids revoked."""
         return list(self._request("DELETE", "/v1/tokens")["revoked"])
 
+    def token_policy(self) -> dict[str, Any]:
+        """A new token's default and maximum lifetime, in seconds."""
+        return self._request("GET", "/v1/token-policy")
+
+    def set_token_policy(self, default_seconds: int, max_seconds: int) -> dict[str, Any]:
+        """Organizers: set them; live tokens past the new maximum are cut back to it."""
+        body = {"default_seconds": default_seconds, "max_seconds": max_seconds}
+        return self._request("PUT", "/v1/token-policy", json=body)
+
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/v1/me")
 

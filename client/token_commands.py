@@ -17,17 +17,19 @@ from rich.table import Table
 from client.cli_common import EXIT_USAGE, AsJson, Token, Url, connected, errors
 from client.ids import HEX, _pick, short_ids
 
-tokens_app = typer.Typer(help="Your API tokens: list them, revoke one or all the others.")
+tokens_app = typer.Typer(
+    help="Your API tokens: list them, revoke one or all the others; their lifetimes."
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 
 
-def seconds(text: str) -> int:
+def seconds(text: str, flag: str = "--expires-in") -> int:
     """``90d``, ``12h``, ``30m``, ``600s`` or ``600`` as seconds; a usage error otherwise."""
     found = _DURATION.match(text.strip().lower())
     if not found:
-        errors.print(f"--expires-in {text!r}: give a number with d, h, m or s, e.g. 30d or 12h")
+        errors.print(f"{flag} {text!r}: give a number with d, h, m or s, e.g. 30d or 12h")
         raise typer.Exit(EXIT_USAGE)
     return int(found.group(1)) * _UNITS[found.group(2) or "s"]
 
@@ -114,3 +116,58 @@ def revoke(
         chosen = _pick("token", ref, ids, "unseen tokens list")
         client.revoke_token(chosen)
     out.print(f"revoked token {short_ids([chosen])[chosen]}")
+
+
+def duration(total: int) -> str:
+    """Seconds as the largest whole unit that fits: 2592000 -> 30d, 5400 -> 90m."""
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if total % size == 0:
+            return f"{total // size}{unit}"
+    return f"{total}s"
+
+
+@tokens_app.command("policy")
+def policy(
+    default: Annotated[
+        str | None,
+        typer.Option(
+            "--default", help="Organizers: a new token's lifetime, e.g. 30d.", show_default=False
+        ),
+    ] = None,
+    maximum: Annotated[
+        str | None,
+        typer.Option(
+            "--max",
+            help="Organizers: the most a login may ask for, e.g. 90d; live "
+            "tokens past it are cut back to it.",
+            show_default=False,
+        ),
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """How long tokens last: show the default and maximum lifetime, or (organizers) set them.
+
+    Example: unseen tokens policy    |    unseen tokens policy --default 7d --max 30d
+    """
+    out = Console(highlight=False)
+    with connected(url, token) as client:
+        found = client.token_policy()
+        if default is not None or maximum is not None:
+            found = client.set_token_policy(
+                seconds(default, "--default") if default else found["default_seconds"],
+                seconds(maximum, "--max") if maximum else found["max_seconds"],
+            )
+    if as_json:
+        out.print_json(json.dumps(found))
+        return
+    who = (
+        f"set by {found['set_by']} at {when(found['set_at'])}"
+        if found["set_by"]
+        else ("the server's settings")
+    )
+    out.print(f"tokens last {duration(found['default_seconds'])} by default, at most "
+              f"{duration(found['max_seconds'])} ({who})")  # fmt: skip
+    if found.get("tokens_shortened"):
+        out.print(f"{found['tokens_shortened']} live token(s) cut back to the new maximum")

@@ -120,6 +120,10 @@ MATRIX = [
         lambda w, _: {"path": {"token_id": w.spare_token()}}),
     # Everyone's own other tokens: the requests' own tokens stay (the world keeps using them).
     Row("DELETE", "/v1/tokens", (401, 200, 200, 200, 403)),
+    Row("GET", "/v1/token-policy", (401, 200, 200, 200, 403)),
+    # The server's own defaults again: nothing the rest of the suite relies on moves.
+    Row("PUT", "/v1/token-policy", (401, 403, 403, 200, 403),
+        lambda w, _: {"json": {"default_seconds": 30 * 86400, "max_seconds": 90 * 86400}}),
     Row("GET", "/v1/contests", (401, 200, 200, 200, 403)),
     Row("POST", "/v1/contests", (401, 403, 403, 201, 403),
         lambda w, _: {"json": {"name": w.unique("contest")}}),

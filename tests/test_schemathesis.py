@@ -1,6 +1,6 @@
 """Schemathesis against the live OpenAPI schema, plus the request-body limits, over real HTTP.
 
-Every operation of ``/openapi.json`` (44) gets generated requests, valid and invalid (bodies,
+Every operation of ``/openapi.json`` (50) gets generated requests, valid and invalid (bodies,
 path and query values, wrong methods), as the organizer, as an admitted contestant and with no
 token. Every answer must be below 500, and every 4xx/5xx answer must be JSON in the one error
 shape of ``api/errors.py``: ``{"error": code, "message": text-that-names-the-fix, ...}``.

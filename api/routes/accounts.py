@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from api import crud
+from api import crud, token_policy
 from api.auth import AnyPrincipal, Organizer, bootstrap_allowed
 from api.context import Context
 from api.logins import token_expiry
@@ -24,7 +24,7 @@ def _with_token(user: User, token: str, expires_at: datetime | None) -> UserWith
 
 @router.post("/organizers", status_code=201, dependencies=[Depends(bootstrap_allowed)])
 def create_organizer(body: NewUser, ctx: Context) -> UserWithToken:
-    expires = token_expiry(ctx.settings.accounts, "organizer")
+    expires = token_expiry(token_policy.read(ctx), "organizer")
     with ctx.db.transaction() as session:
         user, token = crud.create_user(session, body.name, "organizer", None, None, body.password,
                                        token_expires_at=expires)  # fmt: skip
@@ -51,7 +51,7 @@ def list_teams(ctx: Context, _actor: Organizer) -> list[TeamOut]:
 
 @router.post("/teams/{team}/members", status_code=201)
 def add_member(team: str, body: NewUser, ctx: Context, actor: Organizer) -> UserWithToken:
-    expires = token_expiry(ctx.settings.accounts, "contestant")
+    expires = token_expiry(token_policy.read(ctx), "contestant")
     with ctx.db.transaction() as session:
         found = crud.get_team(session, team)
         user, token = crud.create_user(

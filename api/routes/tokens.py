@@ -10,14 +10,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from api import crud
-from api.auth import CurrentUser, forget_tokens
+from api import crud, token_policy
+from api.auth import CurrentUser, Organizer, forget_tokens
 from api.context import Context
 from api.errors import ApiError
 from api.logins import authenticate, password_matches, token_expiry
 from api.models import ApiToken, User
 from api.passwords import PasswordError, check_strength, hash_password
-from api.schemas import Login, NewPassword, RevokedOut, TokenOut, UserWithToken
+from api.schemas import (
+    Login,
+    NewPassword,
+    RevokedOut,
+    TokenOut,
+    TokenPolicyIn,
+    TokenPolicyOut,
+    UserWithToken,
+)
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -31,9 +39,10 @@ def login(body: Login, request: Request, ctx: Context) -> UserWithToken:
     """A new token for the user with this name and password, valid for ``expires_in``
     seconds (default and maximum: the server's)."""
     address = request.client.host if request.client else "unknown"
-    expires = token_expiry(ctx.settings.accounts, "contestant", body.expires_in)  # bound first
+    lifetimes = token_policy.read(ctx)
+    expires = token_expiry(lifetimes, "contestant", body.expires_in)  # bound first
     user = authenticate(ctx, body.name, body.password, address, via="api")
-    expires = token_expiry(ctx.settings.accounts, user.role, body.expires_in)
+    expires = token_expiry(lifetimes, user.role, body.expires_in)
     with ctx.db.transaction() as session:
         token = crud.issue_token(session, user, body.label or "login", expires)
         crud.audit(session, user, "login", label=body.label)
@@ -102,6 +111,36 @@ def revoke_token(token_id: str, ctx: Context, user: CurrentUser) -> None:
     with ctx.db.transaction() as session:
         crud.revoke_token(session, user, token_id)
     forget_tokens()  # again, now committed: no request can have cached it live meanwhile
+
+
+@router.get("/token-policy")
+def read_token_policy(ctx: Context, user: CurrentUser) -> TokenPolicyOut:
+    """How long a new token lasts by default and at most (public to every signed-in user: a
+    contestant asks within it)."""
+    found = token_policy.read(ctx)
+    return TokenPolicyOut(default_seconds=found.default_seconds, max_seconds=found.max_seconds,
+                          set_by=found.set_by, set_at=found.set_at)  # fmt: skip
+
+
+@router.put("/token-policy")
+def set_token_policy(body: TokenPolicyIn, ctx: Context, user: Organizer) -> TokenPolicyOut:
+    """Organizers set the lifetimes; a lower maximum also cuts live tokens back to it from now
+    (audited as ``token_policy.set`` with how many)."""
+    if body.default_seconds > body.max_seconds:
+        raise ApiError(
+            422,
+            "bad_token_policy",
+            f"the default lifetime ({body.default_seconds} s) is longer than the maximum "
+            f"({body.max_seconds} s); lower the default or raise the maximum",
+        )
+    with ctx.db.transaction() as session:
+        found, shortened = token_policy.set_lifetimes(
+            session, user, body.default_seconds, body.max_seconds
+        )
+    forget_tokens()  # no cached lookup outlives a shortened expiry in this process
+    return TokenPolicyOut(default_seconds=found.default_seconds, max_seconds=found.max_seconds,
+                          set_by=found.set_by, set_at=found.set_at,
+                          tokens_shortened=shortened)  # fmt: skip
 
 
 def _owner(ctx: Context, user: User, of: str | None) -> User:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api import crud
+from api import crud, token_policy
 from api.auth import forget_tokens, user_for_token
 from api.errors import ApiError
 from api.logins import authenticate
@@ -109,7 +109,7 @@ def login(
     if user.role != "organizer":
         return _back("/ui/login", error="these pages are for organizers; contestants use the CLI")
     # A web session lasts as long as its cookie, never longer than any token may.
-    expires = datetime.now(UTC) + min(WEB_SESSION, ctx.settings.accounts.token_lifetime)
+    expires = datetime.now(UTC) + min(WEB_SESSION, token_policy.read(ctx).default)
     with ctx.db.transaction() as session:
         token = crud.issue_token(session, user, "web session", expires)
         crud.audit(session, user, "login", via="web")
