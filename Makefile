@@ -69,7 +69,7 @@ lint: $(STAMP)
 
 # Everything, PostgreSQL included: without a reachable server its tests fail, never skip.
 test: image lint
-	env -u UNSEEN_UNIT $(BIN)/pytest -q -ra
+	env -u UNSEEN_UNIT $(BIN)/pytest -q -ra --durations=25
 
 # The inner loop, under 30 s: no Docker, no statistical audits or process-kill tests (both
 # marked, see pyproject.toml); a PostgreSQL test skips, saying why, when no server answers.

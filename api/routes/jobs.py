@@ -64,7 +64,9 @@ def _check_code(code: str, ctx: AppContext) -> None:
     """413 ``too_large`` for code over the node's size limit (the API's shape for every size
     limit); else 422 ``bad_code`` with every violation of the pre-flight policy, each with its
     line."""
-    size, most = len(code.encode("utf-8")), ctx.settings.max_code_bytes
+    # surrogatepass: JSON may carry a lone surrogate, which no UTF-8 file holds; measuring it
+    # must not raise (the policy check below refuses it with its line, a 422).
+    size, most = len(code.encode("utf-8", "surrogatepass")), ctx.settings.max_code_bytes
     if size > most:
         raise ApiError(413, "too_large", f"the code is {size} bytes, over the {most} bytes a job "
                        "may have; trim it")  # fmt: skip
