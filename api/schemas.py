@@ -169,6 +169,15 @@ class SynthesisIn(Strict):
         None,
         description="The 2-way marginals that matter; default: MST selects a spanning tree.",
     )
+    analysis: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "A query plan (the format of POST /v1/queries) whose exact answers the fidelity "
+            "report compares: on the full data, the synthetic sample, a same-size sample of "
+            "real rows and independent marginals. Default: rows and the mean of each bounded "
+            "number by the dataset's smallest key set."
+        ),
+    )
 
 
 class SynthesisOut(BaseModel):

@@ -49,6 +49,7 @@ def spec_of(body: SynthesisIn) -> SynthesisSpec:
         bins=dict(body.bins), time_bounds=dict(body.time_bounds),
         grid_seconds=dict(body.grid_seconds),
         marginals=None if body.marginals is None else list(body.marginals),
+        analysis=body.analysis,
     )  # fmt: skip
 
 

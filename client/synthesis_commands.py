@@ -35,6 +35,13 @@ Marginals = Annotated[
     list[str] | None,
     typer.Option("--marginal", help="a:b, a 2-way marginal that matters (default: MST picks)."),
 ]
+Analysis = Annotated[
+    Path | None,
+    typer.Option(
+        help="A query plan (JSON, as `unseen query --plan`) whose exact answers the fidelity "
+        "report compares (default: rows and each bounded number's mean by the smallest key set)."
+    ),
+]
 Manifest = Annotated[
     Path | None, typer.Option(help="A `unseen data generate` manifest: time ranges from it.")
 ]
@@ -53,7 +60,7 @@ def _pairs(items: list[str] | None, what: str) -> list[tuple[str, str]]:
 def synthesis_body(
     name: str, epsilon: float, rows: int | None, rows_per_unit: int | None, times: list[str] | None,
     grids: list[str] | None, bins: list[str] | None, marginals: list[str] | None,
-    manifest: Path | None,
+    manifest: Path | None, analysis: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The request body of a synthesis, from the command line (and a manifest's time ranges)."""
     body: dict[str, Any] = {"epsilon": epsilon, "time_bounds": {}}
@@ -76,6 +83,8 @@ def synthesis_body(
         raise typer.BadParameter(f"a whole number is needed: {exc}") from exc
     if marginals:
         body["marginals"] = [list(p) for p in _pairs(marginals, "a:b")]
+    if analysis is not None:
+        body["analysis"] = read_json_file(analysis, "analysis plan")
     if rows is not None:
         body["rows"] = rows
     if rows_per_unit is not None:
@@ -103,6 +112,7 @@ def synthesize(
     bins: Bins = None,
     marginal: Marginals = None,
     manifest: Manifest = None,
+    analysis: Analysis = None,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -115,7 +125,7 @@ def synthesize(
              --time ts:2026-03-02:2026-03-09
     """
     body = synthesis_body(name, epsilon, rows, rows_per_unit, time, grid, bins, marginal,
-                          manifest)  # fmt: skip
+                          manifest, analysis)  # fmt: skip
     with connected(url, token, timeout=1800.0) as client:
         made = client.synthesize(name, **body)
     if as_json:
@@ -165,10 +175,30 @@ def show_report(report: dict[str, Any]) -> None:
         table.add_row(way, *(f"{found[k]['mean']:.3f} ({found[k]['max']:.3f})"
                              for k in ("synthetic", "real_rows", "independent")))  # fmt: skip
     console.print(table)
-    for row in report.get("analysis") or []:
-        console.print(f"  {row['output']}: full {row['full']:g}, synthetic {row['synthetic']} "
-                      f"(±{row['synthetic_error']}), real rows {row['real_rows']}, "
-                      f"independent {row['independent']}")  # fmt: skip
+    analysis = report.get("analysis")
+    if analysis:
+        show_analysis(analysis)
     console.print(f"pairs measured: {', '.join(' x '.join(p) for p in report['pairs']) or 'none'} "
                   f"({'selected by MST' if report['pairs_selected'] else 'named'}); each unit "
                   f"bounded to {report['rows_per_unit']} rows")  # fmt: skip
+
+
+def show_analysis(analysis: dict[str, Any]) -> None:
+    """Per aggregate of the analysis: its mean absolute error over the cells, each table's."""
+    keys = ", ".join(k["name"] if isinstance(k, dict) else str(k)
+                     for k in analysis["plan"].get("group_by", [])) or "everything"  # fmt: skip
+    which = "the default analysis" if analysis["default"] else "your analysis"
+    table = Table(
+        "aggregate", "full data (mean |value|)", "synthetic (DP)", "real rows (same size)",
+        "independent 1-way (DP)",
+        title=f"{which}, by {keys} ({analysis['cells_total']:,} answers): mean absolute error "
+        "against the full data's exact answer (relative); counts scaled to the full data",
+    )  # fmt: skip
+    for row in analysis["summary"]:
+        cells = []
+        for k in ("synthetic", "real_rows", "independent"):
+            error, relative = row[k], row[f"{k}_relative"]
+            shown = "n/a" if error is None else f"{error:g}"
+            cells.append(shown if relative is None else f"{shown} ({relative:.1%})")
+        table.add_row(f"{row['aggregate']} ({row['op']})", f"{row['full_mean_abs']:g}", *cells)
+    console.print(table)

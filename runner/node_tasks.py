@@ -66,7 +66,7 @@ MAX_SAMPLE_BYTES = 32 * 1024 * 1024
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DIRECTORY_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # a dataset's: its name and an id
 #: Seconds between a running task's heartbeats (see _heartbeat).
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = float(os.environ.get("UNSEEN_HEARTBEAT_SECONDS", "5"))
 #: A job's sandbox containers are kept between its chunks, and removed once no chunk of it
 #: has come for this long (the node does not know which chunk is a job's last).
 IDLE_SECONDS = SETTINGS.idle_seconds
@@ -84,15 +84,20 @@ def _own_directory(raw: str) -> Path:
 def _heartbeat(task: Task, progress: dict[str, int]) -> Iterator[None]:
     """Report ``progress`` (and a beat count) every HEARTBEAT_SECONDS while the body runs, so
     the reducer knows the worker is alive however long one block takes: liveness must not
-    depend on what contestant code does with the data."""
+    depend on what contestant code does with the data.
+
+    The task's id is read here, in the task's thread: Celery keeps ``task.request`` per
+    thread, so the beating thread would otherwise report the state of no task at all."""
     stop = threading.Event()
+    task_id = task.request.id
 
     def beat() -> None:
         count = 0
         while not stop.wait(HEARTBEAT_SECONDS):
             count += 1
             with contextlib.suppress(Exception):  # the broker briefly away: beat next time
-                task.update_state(state="PROGRESS", meta={**progress, "beat": count})
+                task.update_state(task_id, state="PROGRESS",
+                                  meta={**progress, "beat": count})  # fmt: skip
 
     thread = threading.Thread(target=beat, name="unseen-heartbeat", daemon=True)
     thread.start()
@@ -146,7 +151,11 @@ def inspect_dataset(source_path: str, sample_path: str) -> dict[str, Any]:
             "sha256": sha256}  # fmt: skip
 
 
-@app.task(name="unseen.prepare_dataset", bind=True)
+# Registering and synthesizing may outlast the broker's visibility timeout: acknowledged on
+# receipt, so Redis never hands one to a second worker while the first still runs (two
+# partitions writing one dataset, two syntheses drawing noise). The API waits on their
+# heartbeats and, if they stop, fails the request (it never sends one again).
+@app.task(name="unseen.prepare_dataset", bind=True, acks_late=False)
 def prepare_dataset(
     self: Task, name: str, source_path: str, sample_path: str, unit_column: str, blocks: int
 ) -> dict[str, Any]:
@@ -174,7 +183,7 @@ def prepare_dataset(
     }  # fmt: skip
 
 
-@app.task(name="unseen.synthesize_dataset", bind=True)
+@app.task(name="unseen.synthesize_dataset", bind=True, acks_late=False)
 def synthesize_dataset(
     self: Task, directory: str, declared: dict[str, Any], spec: dict[str, Any]
 ) -> dict[str, Any]:

@@ -27,6 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from privacy.exact import Answers, exact_answers, scaled
+from privacy.partials import Partials, block_partials, combine_partials
+from privacy.query_plan import DatasetPolicy, PlanError, QueryPlan, parse_plan
 from privacy.synthesis import (
     Attribute,
     Measurements,
@@ -56,6 +59,9 @@ class SynthesisSpec:
     time_bounds: dict[str, tuple[str, str]] = field(default_factory=dict)
     grid_seconds: dict[str, int] = field(default_factory=dict)
     marginals: list[tuple[str, str]] | None = None
+    #: A query plan (JSON) whose exact answers the fidelity report compares; None: the
+    #: default analysis of the declaration (``default_analysis``).
+    analysis: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,47 @@ def attributes_for(declared: Declaration, spec: SynthesisSpec) -> tuple[Attribut
     if spec.marginals is not None:
         checked_pairs(spec.marginals, [a.name for a in attributes])
     Tally(tuple(attributes), spec.rows_per_unit)  # the cells and R, checked before any data
+    analysis_plan(declared, spec)
     return tuple(attributes)
+
+
+#: Bounds of the analysis when its plan names none: high enough to be the exact answer on any
+#: table here (units are not bounded, as in a plain pandas analysis).
+ANALYSIS_BOUND = 1_000_000
+#: Most aggregates of the default analysis beyond its count (one mean per bounded number).
+DEFAULT_MEANS = 3
+
+
+def default_analysis(declared: Declaration) -> dict[str, Any]:
+    """What organizers compare when they name no analysis: rows and the mean of each bounded
+    number, grouped by the dataset's smallest key set (its stations, lines or events)."""
+    keyed = sorted((len(values), name) for name, values in declared.key_sets.items()
+                   if name != declared.unit_column and len(values) >= 2)  # fmt: skip
+    numeric = [name for name, kind in declared.columns.items()
+               if name in declared.bounds and name != declared.unit_column
+               and name not in declared.key_sets
+               and kind.startswith(("int", "uint", "float", "double", "decimal"))]  # fmt: skip
+    aggregates: list[dict[str, Any]] = [{"name": "rows", "op": "count"}]
+    for name in numeric[:DEFAULT_MEANS]:
+        lo, hi = (float(v) for v in declared.bounds[name])
+        aggregates.append({"name": f"mean_{name}", "op": "mean", "column": name,
+                           "lo": lo, "hi": hi})  # fmt: skip
+    return {"group_by": [keyed[0][1]] if keyed else [], "aggregates": aggregates}
+
+
+def analysis_plan(declared: Declaration, spec: SynthesisSpec) -> QueryPlan:
+    """The fidelity report's analysis, checked against the declaration before any data is
+    read (a SynthesisError naming the fix)."""
+    policy = DatasetPolicy(
+        declared.columns, declared.unit_column,
+        {k: (float(v[0]), float(v[1])) for k, v in declared.bounds.items()},
+        declared.key_sets, max_rows_per_unit=ANALYSIS_BOUND, max_groups_per_unit=ANALYSIS_BOUND,
+    )  # fmt: skip
+    raw = spec.analysis if spec.analysis is not None else default_analysis(declared)
+    try:
+        return parse_plan(raw, policy)
+    except PlanError as exc:
+        raise SynthesisError(f"the analysis plan: {exc}") from exc
 
 
 # --- on the data's node ----------------------------------------------------------------------
@@ -138,24 +184,24 @@ class Synthesized:
 
 
 def synthesize_blocks(
-    layout: BlockLayout,
-    declared: Declaration,
-    spec: SynthesisSpec,
-    analysis: Callable[[pd.DataFrame], Mapping[str, float]] | None = None,
+    layout: BlockLayout, declared: Declaration, spec: SynthesisSpec
 ) -> Synthesized:
     """The synthetic sample of a partitioned dataset, and its fidelity report."""
     started = time.monotonic()
     attributes = attributes_for(declared, spec)
+    plan = analysis_plan(declared, spec)
     tally = Tally(attributes, spec.rows_per_unit)
     names = [a.name for a in attributes]
     schema = pq.read_schema(layout.block_path(0))
     keep = min(1.0, spec.rows / max(1, layout.rows))
     pick = np.random.default_rng(secrets.randbits(128))
     real_parts: list[pd.DataFrame] = []
+    full_answers: list[Partials] = []
     for index in range(layout.blocks):
         block = pq.read_table(layout.block_path(index)).to_pandas()
         units = block[declared.unit_column].to_numpy()
         tally.add({n: block[n].to_numpy() for n in names}, units)
+        full_answers.append(block_partials(plan, block, declared.unit_column))
         real_parts.append(block[pick.random(len(block)) < keep])
     measured = measure(tally, spec.epsilon, spec.marginals)
     measured_at = time.monotonic()
@@ -167,16 +213,14 @@ def synthesize_blocks(
         pd.concat(real_parts, ignore_index=True).iloc[: spec.rows], schema=schema,
         preserve_index=False,
     )  # fmt: skip
-    report = fidelity_report(tally, {"synthetic": synthetic, "real_rows": real,
-                                     "independent": independent})  # fmt: skip
+    tables = {"synthetic": synthetic, "real_rows": real, "independent": independent}
+    report = fidelity_report(tally, tables)
+    truth = exact_answers(plan, combine_partials(full_answers))
+    raw = spec.analysis or default_analysis(declared)
+    report["analysis"] = analysis_report(plan, raw, spec.analysis is None, truth, layout.rows,
+                                         tables, declared.unit_column)  # fmt: skip
     report.update(_public_facts(measured, spec), seconds=round(time.monotonic() - started, 2),
                   measure_seconds=round(measured_at - started, 2))  # fmt: skip
-    if analysis is not None:
-        report["analysis"] = analysis_report(
-            analysis, pd.concat([pq.read_table(layout.block_path(i)).to_pandas()
-                                 for i in range(layout.blocks)], ignore_index=True),
-            {"synthetic": synthetic, "real_rows": real, "independent": independent},
-        )  # fmt: skip
     buffer = io.BytesIO()
     pq.write_table(synthetic, buffer)
     return Synthesized(buffer.getvalue(), synthetic.num_rows, report)
@@ -349,24 +393,67 @@ def fidelity_report(tally: Tally, tables: Mapping[str, pa.Table]) -> dict[str, A
             "marginals": marginals}  # fmt: skip
 
 
+#: Cells listed one by one in the report (the summary covers them all).
+ANALYSIS_CELLS_SHOWN = 200
+
+
 def analysis_report(
-    analysis: Callable[[pd.DataFrame], Mapping[str, float]],
-    full: pd.DataFrame,
+    plan: QueryPlan,
+    raw: Mapping[str, Any],
+    default: bool,
+    truth: Answers,
+    full_rows: int,
     tables: Mapping[str, pa.Table],
-) -> list[dict[str, Any]]:
-    """The example analysis on the full data and on each table: its values and absolute
-    errors, output by output."""
-    truth = dict(analysis(full))
-    found = {name: dict(analysis(t.to_pandas())) for name, t in tables.items()}
-    rows = []
-    for output, value in truth.items():
-        row: dict[str, Any] = {"output": output, "full": round(float(value), 4)}
-        for name, values in found.items():
-            got = values.get(output)
-            row[name] = None if got is None else round(float(got), 4)
-            row[f"{name}_error"] = None if got is None else round(abs(float(got) - value), 4)
-        rows.append(row)
-    return rows
+    unit_column: str,
+) -> dict[str, Any]:
+    """The analysis's exact answer on the full data beside each table's, counts and sums
+    scaled to the full data's rows: per aggregate, the mean absolute error over the cells
+    (and relative to the full data's mean absolute value), then the first cells one by one."""
+    found = {
+        name: scaled(
+            exact_answers(plan, block_partials(plan, table.to_pandas(), unit_column)),
+            plan, full_rows / max(1, table.num_rows),
+        )
+        for name, table in tables.items()
+    }  # fmt: skip
+    summary = []
+    for aggregate in plan.aggregates:
+        cells = [key for key in truth if key[1] == aggregate.name and truth[key] is not None]
+        size = float(np.mean([abs(truth[k] or 0.0) for k in cells])) if cells else 0.0
+        row: dict[str, Any] = {"aggregate": aggregate.name, "op": aggregate.op,
+                               "cells": len(cells), "full_mean_abs": round(size, 4)}  # fmt: skip
+        for name, answers in found.items():
+            grows = aggregate.op in ("count", "sum")  # a cell a table lacks counts zero
+            errors = [abs((answers.get(k) or 0.0) - (truth[k] or 0.0)) for k in cells
+                      if answers.get(k) is not None or grows]  # fmt: skip
+            error = float(np.mean(errors)) if errors else None
+            row[name] = None if error is None else round(error, 4)
+            row[f"{name}_relative"] = (None if error is None or size == 0
+                                       else round(error / size, 4))  # fmt: skip
+            row[f"{name}_missing"] = len(cells) - len(errors)
+        summary.append(row)
+    names = [key.name for key in plan.group_by]
+    shown = []
+    for keys, aggregate_name in list(truth)[:ANALYSIS_CELLS_SHOWN]:
+        value = truth[(keys, aggregate_name)]
+        cell: dict[str, Any] = {"keys": dict(zip(names, keys, strict=True)),
+                                "aggregate": aggregate_name, "full": _round(value)}  # fmt: skip
+        for name, answers in found.items():
+            cell[name] = _round(answers.get((keys, aggregate_name)))
+        shown.append(cell)
+    return {
+        "plan": dict(raw),
+        "default": default,
+        "summary": summary,
+        "cells": shown,
+        "cells_total": len(truth),
+        "full_rows": full_rows,
+        "note": "exact answers, no noise; counts and sums scaled to the full data's rows",
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def peak_memory(run: Callable[[], Any]) -> tuple[Any, int]:

@@ -195,15 +195,19 @@ def synthesis_spec_to_wire(spec: SynthesisSpec) -> dict[str, Any]:
         "bins": spec.bins, "time_bounds": {k: list(v) for k, v in spec.time_bounds.items()},
         "grid_seconds": spec.grid_seconds,
         "marginals": None if spec.marginals is None else [list(p) for p in spec.marginals],
+        "analysis": spec.analysis,
     }  # fmt: skip
 
 
 def synthesis_spec_from_wire(wire: Mapping[str, Any]) -> SynthesisSpec:
-    marginals = wire.get("marginals")
+    marginals, analysis = wire.get("marginals"), wire.get("analysis")
+    if analysis is not None and not isinstance(analysis, dict):
+        raise ValueError("a synthesis's analysis is a query plan (a JSON object) or null")
     return SynthesisSpec(
         epsilon=float(wire["epsilon"]), rows=int(wire["rows"]),
         rows_per_unit=int(wire["rows_per_unit"]), bins=dict(wire.get("bins") or {}),
         time_bounds={k: (v[0], v[1]) for k, v in (wire.get("time_bounds") or {}).items()},
         grid_seconds=dict(wire.get("grid_seconds") or {}),
         marginals=None if marginals is None else [(a, b) for a, b in marginals],
+        analysis=analysis,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from client.api import UnseenError
@@ -76,6 +77,7 @@ class NodeWorker:
             cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
             env={"PATH": "/usr/bin:/bin", "UNSEEN_BROKER_URL": broker, "UNSEEN_NODE": node,
                  "UNSEEN_NODE_DATA_DIR": str(data_dir), "UNSEEN_VISIBILITY_SECONDS": "4",
+                 "UNSEEN_HEARTBEAT_SECONDS": "1",
                  "UNSEEN_NODE_JOBS_DIR": str(log.parent / f"{log.stem}-jobs"),
                  "UNSEEN_NODE_IDLE_SECONDS": "2", **_runtime(), **(env or {})},
         )  # fmt: skip
@@ -472,3 +474,65 @@ def test_a_dataset_on_the_servers_own_node_still_runs_here(
         done = deployed.contestant.wait(submitted["id"], timeout=300)
         assert done["state"] == "awaiting_review", deployed.organizer.job(submitted["id"])
     assert worker.log.read_text(errors="replace").count(" received") == before
+
+
+def test_a_synthetic_sample_of_a_nodes_dataset_is_made_on_that_node(
+    remote: Node, soda: SodaData
+) -> None:
+    """Registered with ``synthesize``, the dataset's public sample is made by the node's
+    worker from the node's own blocks: the server receives the synthetic table and the
+    organizers' report, never a row, and the population is charged exactly ε once."""
+    organizer = remote.deployed.organizer
+    body = _on(remote, soda, "transport_cards", "cards_remote_synth", 4)
+    body.pop("sample_path")
+    body["synthesize"] = {"epsilon": 0.5, "rows": 2_000,
+                          "time_bounds": {"ts": ["2026-03-02", "2026-03-09"]}}  # fmt: skip
+    made = organizer.register_dataset(**body)
+    assert made["node"] == remote.label
+    assert "unseen.synthesize_dataset" in remote.worker.log.read_text(errors="replace")
+    synthesis = organizer.syntheses("cards_remote_synth")[0]
+    assert synthesis["state"] == "done" and synthesis["charged"] and synthesis["rows"] == 2_000
+    analysis = synthesis["report"]["analysis"]
+    assert analysis["default"] and analysis["full_rows"] == made["rows"]
+    population = next(p for p in organizer.populations() if "cards_remote_synth" in p["datasets"])
+    assert round(population["samples_spent"], 9) >= 0.5
+    assert organizer.audit(action="sample.synthesized")[0]["detail"]["dataset"] == (
+        "cards_remote_synth"
+    )
+    sample = remote.deployed.contestant.download_sample(
+        "cards_remote_synth", remote.state.parent / "synthetic.parquet"
+    )
+    frame = pd.read_parquet(sample)
+    assert len(frame) == 2_000 and frame.groupby("card_id").size().max() <= 10
+    assert list(frame.columns) == list(
+        pd.read_parquet(soda.full / "transport_cards.parquet").columns
+    )
+
+
+def test_a_long_node_task_beats_while_it_runs(remote: Node, soda: SodaData) -> None:
+    """The heartbeat thread reports the task's own state (Celery keeps a task's request per
+    thread: read in the beating thread, it named no task and the API heard nothing)."""
+    from runner.celery_app import make_celery, node_queue
+    from runner.synthesize import Declaration, SynthesisSpec
+    from runner.wire import declaration_to_wire, synthesis_spec_to_wire
+
+    organizer = remote.deployed.organizer
+    organizer.register_dataset(**_on(remote, soda, "transport_cards", "cards_beat", 2))
+    entry = {d["name"]: d for d in organizer.datasets()}["cards_beat"]
+    directory = next((remote.state / "datasets").glob("cards_beat-*")) / "blocks"
+    declared = Declaration(entry["columns"], entry["unit_column"], entry["bounds"],
+                           entry["key_sets"])  # fmt: skip
+    spec = SynthesisSpec(epsilon=0.5, rows=500,
+                         time_bounds={"ts": ("2026-03-02", "2026-03-09")})  # fmt: skip
+    app = make_celery(remote.broker, remote.label)
+    result = app.send_task(
+        "unseen.synthesize_dataset", queue=node_queue(remote.label),
+        args=(str(directory), declaration_to_wire(declared), synthesis_spec_to_wire(spec)),
+    )  # fmt: skip
+    beats, started = set(), time.monotonic()
+    while result.state not in ("SUCCESS", "FAILURE") and time.monotonic() - started < 120:
+        if result.state == "PROGRESS":
+            beats.add(result.info.get("beat"))
+        time.sleep(0.1)
+    assert result.state == "SUCCESS", result.info
+    assert beats - {None}, "no heartbeat was heard while the synthesis ran"

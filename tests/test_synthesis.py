@@ -116,6 +116,30 @@ def test_the_fidelity_report_is_for_organizers_with_three_columns(
     done = unseen("datasets", "fidelity", NAME, url=deployment.server.url,
                   token=deployment.organizer.token or "")  # fmt: skip
     assert done.returncode == 0 and "charged" in done.stdout and "2-way" in done.stdout
+    assert "the default analysis, by event" in done.stdout and "mean_fare (mean)" in done.stdout
+
+
+def test_the_report_compares_the_organizers_analysis_on_each_table(
+    deployment: Deployment, synthesized: object, tmp_path
+) -> None:
+    """`--analysis PLAN.json`: the plan's exact answers on the full data beside each table's,
+    counts at the full data's scale; the real rows' counts land near the full data's."""
+    plan = {"group_by": ["line"], "aggregates": [
+        {"name": "taps", "op": "count"},
+        {"name": "median_fare", "op": "quantile", "column": "fare", "lo": 0, "hi": 15,
+         "q": 0.5, "bins": 30}]}  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    done = unseen("datasets", "synthesize", NAME, "-e", "0.5", "--rows", "5000",
+                  "--time", "ts:2026-03-02:2026-03-09", "--analysis", str(tmp_path / "plan.json"),
+                  url=deployment.server.url, token=deployment.organizer.token or "")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "your analysis, by line" in done.stdout and "median_fare (quantile)" in done.stdout
+    analysis = deployment.organizer.syntheses(NAME)[0]["report"]["analysis"]
+    assert analysis["plan"] == plan and analysis["default"] is False
+    taps = next(r for r in analysis["summary"] if r["aggregate"] == "taps")
+    assert taps["cells"] == analysis["cells_total"] // 2 and taps["full_mean_abs"] > 0
+    assert taps["real_rows_relative"] < 0.2  # a uniform sample, scaled: close at this size
+    assert {"synthetic", "independent"} <= taps.keys()
 
 
 def test_refusals_name_the_fix_and_charge_nothing(
@@ -154,6 +178,17 @@ def test_refusals_name_the_fix_and_charge_nothing(
             422,
             "bad_synthesis",
             "start must be before end",
+        ),
+        (
+            NAME,
+            {
+                "epsilon": 1,
+                "time_bounds": week,
+                "analysis": {"group_by": ["card_id"], "aggregates": [{"name": "n", "op": "count"}]},
+            },
+            422,
+            "bad_synthesis",
+            "the analysis plan: group_by 'card_id' is the privacy unit itself",
         ),
     ]
     for name, body, status, code, fix in cases:

@@ -32,5 +32,9 @@ def test_the_dataset_page_shows_the_synthetic_sample_and_its_fidelity(
     expect(report).to_contain_text("real rows (same size)")
     expect(report.locator("tr", has_text="2-way")).to_be_visible()
     expect(page.get_by_text("for organizers only, never for teams")).to_be_visible()
+    analysis = page.locator("table.analysis")  # the default: rows and mean fare by event
+    expect(page.get_by_role("heading", name="The default analysis")).to_be_visible()
+    expect(analysis.locator("tr", has_text="rows (count)")).to_contain_text("%")
+    expect(analysis.locator("tr", has_text="mean_fare (mean)")).to_be_visible()
     page.screenshot(path=str(SHOTS / "dataset-fidelity.png"), full_page=True)
     page.close()

@@ -75,7 +75,9 @@ def test_a_declaration_round_trips() -> None:
         SynthesisSpec(0.5),
         SynthesisSpec(1.0, rows=500, rows_per_unit=3, bins={"fare": 8},
                       time_bounds={"ts": ("2026-03-02", "2026-03-09")},
-                      grid_seconds={"ts": 900}, marginals=[("line", "fare")]),
+                      grid_seconds={"ts": 900}, marginals=[("line", "fare")],
+                      analysis={"group_by": ["line"], "aggregates": [{"name": "n",
+                                                                      "op": "count"}]}),
     ],
 )  # fmt: skip
 def test_a_synthesis_spec_round_trips(spec: SynthesisSpec) -> None:
