@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from privacy.partials import Partials
+from privacy.query import value_at_rank
 from privacy.query_plan import COUNT, QUANTILE, Aggregate, QueryPlan
 
 #: (group keys, aggregate name) -> its value, or None where a mean of no rows is undefined.
@@ -58,13 +59,7 @@ def histogram_quantile(bins: np.ndarray, lo: float, hi: float, q: float) -> floa
     total = float(counts.sum())
     if total <= 0:
         return None
-    cumulative = np.cumsum(counts)
-    rank = q * total
-    index = min(int(np.searchsorted(cumulative, rank, side="left")), len(counts) - 1)
-    before = float(cumulative[index - 1]) if index else 0.0
-    inside = (rank - before) / counts[index] if counts[index] > 0 else 0.0
-    width = (hi - lo) / len(counts)
-    return lo + width * (index + min(max(inside, 0.0), 1.0))
+    return value_at_rank(counts, np.cumsum(counts), lo, (hi - lo) / len(counts), q * total)
 
 
 def scaled(answers: Answers, plan: QueryPlan, factor: float) -> Answers:

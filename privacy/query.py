@@ -349,11 +349,7 @@ def _quantile(
     cumulative = np.cumsum(counts)
 
     def at_rank(rank: float) -> float:
-        rank = min(max(rank, 0.0), total)
-        index = min(int(np.searchsorted(cumulative, rank, side="left")), aggregate.bins - 1)
-        before = float(cumulative[index - 1]) if index else 0.0
-        inside = (rank - before) / counts[index] if counts[index] > 0 else 0.0
-        return aggregate.lo + width * (index + min(max(inside, 0.0), 1.0))
+        return value_at_rank(counts, cumulative, aggregate.lo, width, rank)
 
     target = aggregate.q * total
     value = at_rank(target)
@@ -364,3 +360,15 @@ def _quantile(
     bound = min(moved + width, aggregate.hi - aggregate.lo)
     value = min(max(round_release(value, scale), aggregate.lo), aggregate.hi)
     return ReleasedCell(keys, aggregate.name, value, scale, bound, spec.epsilon)
+
+
+def value_at_rank(counts: np.ndarray, cumulative: np.ndarray, lo: float, width: float,
+                  rank: float) -> float:  # fmt: skip
+    """The value at ``rank`` (kept within the total) of a histogram of non-negative
+    ``counts`` in equal bins of ``width`` from ``lo``, interpolating linearly inside its bin:
+    how a quantile is read off a histogram, noisy (a release) or exact (``privacy.exact``)."""
+    rank = min(max(rank, 0.0), float(cumulative[-1]))
+    index = min(int(np.searchsorted(cumulative, rank, side="left")), len(counts) - 1)
+    before = float(cumulative[index - 1]) if index else 0.0
+    inside = (rank - before) / counts[index] if counts[index] > 0 else 0.0
+    return lo + width * (index + min(max(inside, 0.0), 1.0))

@@ -158,6 +158,11 @@ def default_analysis(declared: Declaration) -> dict[str, Any]:
     return {"group_by": [keyed[0][1]] if keyed else [], "aggregates": aggregates}
 
 
+def analysis_json(declared: Declaration, spec: SynthesisSpec) -> dict[str, Any]:
+    """The analysis plan as asked for: the organizer's, or the declaration's default."""
+    return spec.analysis if spec.analysis is not None else default_analysis(declared)
+
+
 def analysis_plan(declared: Declaration, spec: SynthesisSpec) -> QueryPlan:
     """The fidelity report's analysis, checked against the declaration before any data is
     read (a SynthesisError naming the fix)."""
@@ -166,9 +171,8 @@ def analysis_plan(declared: Declaration, spec: SynthesisSpec) -> QueryPlan:
         {k: (float(v[0]), float(v[1])) for k, v in declared.bounds.items()},
         declared.key_sets, max_rows_per_unit=ANALYSIS_BOUND, max_groups_per_unit=ANALYSIS_BOUND,
     )  # fmt: skip
-    raw = spec.analysis if spec.analysis is not None else default_analysis(declared)
     try:
-        return parse_plan(raw, policy)
+        return parse_plan(analysis_json(declared, spec), policy)
     except PlanError as exc:
         raise SynthesisError(f"the analysis plan: {exc}") from exc
 
@@ -216,9 +220,9 @@ def synthesize_blocks(
     tables = {"synthetic": synthetic, "real_rows": real, "independent": independent}
     report = fidelity_report(tally, tables)
     truth = exact_answers(plan, combine_partials(full_answers))
-    raw = spec.analysis or default_analysis(declared)
-    report["analysis"] = analysis_report(plan, raw, spec.analysis is None, truth, layout.rows,
-                                         tables, declared.unit_column)  # fmt: skip
+    report["analysis"] = analysis_report(plan, analysis_json(declared, spec),
+                                         spec.analysis is None, truth, layout.rows, tables,
+                                         declared.unit_column)  # fmt: skip
     report.update(_public_facts(measured, spec), seconds=round(time.monotonic() - started, 2),
                   measure_seconds=round(measured_at - started, 2))  # fmt: skip
     buffer = io.BytesIO()
